@@ -1,0 +1,51 @@
+# sepc-bench. The two commands a new user runs: `make table` and `make test`.
+# Both build .venv first when it is missing (tools/setup.sh; ~8 min on 2 cores the first time).
+SHELL := /bin/bash
+PY := .venv/bin/python
+PROFILE ?= smoke
+RESULTS ?=
+ARGS ?=
+results_flag = $(if $(RESULTS),--results $(RESULTS),)
+
+.PHONY: help setup table sweep status test test-fast slurm-up slurm-down slurm-check chromium bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+
+.venv/.sepc-ready: requirements.txt tools/setup.sh
+	bash tools/setup.sh
+
+setup: .venv/.sepc-ready  ## build .venv (TORCH_SPEC=... for a CUDA torch build)
+
+table: setup  ## run the smoke sweep if its results are missing, then print/write the table and HTML report (RESULTS=DIR tabulates an existing sweep)
+	$(PY) -m bench table --profile $(PROFILE) $(results_flag) $(if $(RESULTS),,--run-missing) $(ARGS)
+
+sweep: setup  ## submit PROFILE's cells to SLURM as one job array and return (ARGS="--partition gpu ...")
+	$(PY) -m bench run --profile $(PROFILE) --executor slurm $(results_flag) $(ARGS)
+
+status: setup  ## one line per cell, from the store and the scheduler
+	$(PY) -m bench status --profile $(PROFILE) $(results_flag)
+
+slurm-up:  ## install, configure and start a single-node SLURM cluster on this machine
+	bash tools/slurm/up.sh
+
+slurm-down:  ## stop the daemons slurm-up started (ARGS=--purge also cancels jobs and deletes .slurm)
+	bash tools/slurm/down.sh $(ARGS)
+
+slurm-check: setup slurm-up  ## real jobs through sbatch and submitit: array, scancel, USR2 requeue
+	$(PY) tools/slurm/selfcheck.py
+
+chromium:  ## install headless Chromium (the report's browser test)
+	bash tools/install-chromium.sh
+
+test: setup slurm-up chromium  ## the whole suite, slow end-to-end, SLURM and browser tests included
+	$(PY) -m pytest -q $(ARGS)
+
+test-fast: setup  ## unit tests only (no SLURM, no browser, no end-to-end sweep)
+	$(PY) -m pytest -q -m "not slow and not slurm and not browser" $(ARGS)
+
+bench: setup  ## speed benchmarks (deformable conv; see README, Performance)
+	$(PY) -m bench.bench_deform $(ARGS)
+
+clean:  ## remove results and caches (keeps .venv)
+	rm -rf results runs work_dirs .pytest_cache

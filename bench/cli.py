@@ -1,0 +1,241 @@
+"""``python -m bench``: plan, run, status, cancel, table, config, compare. ``--help`` on each."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .configs import Options, profiles
+from .matrix import DETECTORS, VARIANTS, cells, parse_list, parse_seeds
+from .store import default_results
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("matrix")
+    g.add_argument("--profile", default="smoke", help=f"one of: {', '.join(profiles())} "
+                   "(default: smoke)")
+    g.add_argument("--results", type=Path, help="result store (default: results/<profile>)")
+    g.add_argument("--data-root", help="a COCO-layout folder (annotations/instances_{train,val}"
+                   "2017.json, train2017/, val2017/); default: the profile's own data")
+    g.add_argument("--detectors", help=f"comma list of {', '.join(DETECTORS)} (default: all)")
+    g.add_argument("--variants", help=f"comma list of {', '.join(VARIANTS)} (default: all)")
+    g.add_argument("--seeds", help="a count (3 -> seeds 0,1,2) or a list (0,7); default: 0")
+    g.add_argument("--pretrained", help="backbone weights: torchvision://resnet50 or a local "
+                   "checkpoint path (default: the profile's)")
+    g.add_argument("--lcconv-padding", type=int, choices=(0, 1),
+                   help="cls/loc conv padding: 0 = faithful to the released models, "
+                   "1 = corrected (default: the profile's)")
+    g.add_argument("--max-iters", type=int, help="override the iteration budget (iteration "
+                   "schedules only)")
+
+
+def _selection(args) -> tuple[list, Path, Options]:
+    if args.profile not in profiles():
+        from .matrix import MatrixError
+
+        raise MatrixError(f"unknown profile {args.profile!r} (known: {', '.join(profiles())})")
+    chosen = cells(args.profile, parse_list(args.detectors, DETECTORS, "detector"),
+                   parse_list(args.variants, VARIANTS, "variant"), parse_seeds(args.seeds))
+    opts = Options(data_root=args.data_root, pretrained=args.pretrained,
+                   lcconv_padding=args.lcconv_padding, max_iters=args.max_iters)
+    if opts.pretrained:
+        from .pretrained import check_pretrained
+
+        check_pretrained(opts.pretrained)
+    return chosen, (args.results or default_results(args.profile)).resolve(), opts
+
+
+def _print_rows(rows: list[dict], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(rows, indent=1, default=str))
+        return
+    if not rows:
+        print("(nothing)")
+        return
+    cols = list(rows[0])
+    text = [[("" if r[c] is None else str(r[c])) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(t[i]) for t in text)) for i, c in enumerate(cols)]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
+    for t in text:
+        print("  ".join(v.ljust(w) for v, w in zip(t, widths)))
+
+
+# -- commands --------------------------------------------------------------------------------
+def cmd_plan(args) -> int:
+    from .sweep import plan
+
+    chosen, _, opts = _selection(args)
+    _print_rows([p.row() | dict(profile=args.profile) for p in plan(chosen, opts)], args.json)
+    return 0
+
+
+def _slurm_options(args):
+    from .executors import SlurmOptions
+
+    return SlurmOptions(partition=args.partition, account=args.account, qos=args.qos,
+                        time_min=args.time, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
+                        cpus_per_task=args.cpus_per_task, mem_gb=args.mem_gb,
+                        constraint=args.constraint, array_parallelism=args.array_parallelism,
+                        extra=args.sbatch_arg or [])
+
+
+def cmd_run(args) -> int:
+    from .executors import plan_slurm, run_local, submit_slurm
+    from .sweep import plan, reset, select
+
+    chosen, results, opts = _selection(args)
+    plan(chosen, opts)  # resolves every config: bad input fails here, before anything runs
+    todo, skipped = select(chosen, results, force=args.force, retry_failed=args.retry_failed)
+    for key, why in skipped.items():
+        print(f"skip {key}: {why}")
+    if args.executor == "slurm":
+        groups = plan_slurm(todo, _slurm_options(args))
+        if args.dry_run:
+            for params, group in groups:
+                print(json.dumps(dict(cells=[c.key for c in group], sbatch=params), indent=1))
+            return 0
+    elif args.dry_run:
+        print("\n".join(f"would run {c.key}" for c in todo) or "nothing to run")
+        return 0
+    if not todo:
+        print(f"nothing to run: {len(chosen)} cells in {results} (--force to rerun)")
+        return 0
+    if args.force:
+        for cell in todo:
+            reset(results, cell)
+    results.mkdir(parents=True, exist_ok=True)
+    if args.executor == "slurm":
+        ids = submit_slurm(todo, results, opts, _slurm_options(args))
+        for key, jid in ids.items():
+            print(f"submitted {key}: job {jid}")
+        print(f"{len(ids)} cells submitted; `python -m bench status --profile {args.profile} "
+              f"--results {results}` shows progress")
+        return 0
+    final = run_local(todo, results, opts, jobs=args.jobs, progress=not args.quiet)
+    bad = {k: s for k, s in final.items() if s != "done"}
+    print(f"{len(final) - len(bad)}/{len(final)} cells done in {results}")
+    return 1 if bad else 0
+
+
+def cmd_status(args) -> int:
+    from .sweep import status_rows
+
+    chosen, results, _ = _selection(args)
+    _print_rows(status_rows(chosen, results), args.json)
+    return 0
+
+
+def cmd_cancel(args) -> int:
+    from .executors import cancel
+
+    chosen, results, _ = _selection(args)
+    ids = cancel(results, [c.key for c in chosen])
+    print(f"cancelled {len(ids)} SLURM jobs" + (f": {' '.join(ids)}" if ids else ""))
+    return 0
+
+
+def cmd_table(args) -> int:
+    from reports.build import build_report
+
+    chosen, results, opts = _selection(args)
+    if args.run_missing:
+        from .executors import run_local
+        from .sweep import select
+
+        todo, _ = select(chosen, results)
+        if todo:
+            print(f"running {len(todo)} missing cells of profile {args.profile} into {results}",
+                  file=sys.stderr)
+            run_local(todo, results, opts, jobs=args.jobs)
+    if not results.is_dir():
+        print(f"error: no results in {results} (run `python -m bench run --profile "
+              f"{args.profile}` or pass --run-missing)", file=sys.stderr)
+        return 2
+    paths = build_report(results, args.out or results / "report")
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def cmd_config(args) -> int:
+    from .configs import config_hash, resolve
+
+    chosen, _, opts = _selection(args)
+    for cell in chosen:
+        cfg = resolve(cell, opts)
+        print(f"# {cell.key}  config_hash={config_hash(cfg)}")
+        print(cfg.pretty_text)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench", description="sepc-bench: the SEPC "
+                                "ablation matrix, run locally or on SLURM.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sp = sub.add_parser("plan", help="list the cells of a profile with their hyper-parameters")
+    _common(sp)
+    sp.add_argument("--json", action="store_true", help="JSON instead of a table")
+    sp.set_defaults(func=cmd_plan)
+
+    sp = sub.add_parser("run", help="run the cells (local) or submit them (slurm)")
+    _common(sp)
+    sp.add_argument("--executor", choices=("local", "slurm"), default="local")
+    sp.add_argument("--jobs", type=int, default=1, help="local cells run at once (default 1)")
+    sp.add_argument("--force", action="store_true", help="rerun done cells from scratch")
+    sp.add_argument("--retry-failed", action="store_true", help="rerun only failed/cancelled "
+                    "cells")
+    sp.add_argument("--dry-run", action="store_true", help="print what would run (sbatch "
+                    "parameters for slurm) and submit nothing")
+    sp.add_argument("--quiet", action="store_true", help="no progress bar")
+    g = sp.add_argument_group("slurm (defaults: the profile's `slurm` settings)")
+    g.add_argument("--partition")
+    g.add_argument("--account")
+    g.add_argument("--qos")
+    g.add_argument("--time", type=int, metavar="MIN", help="time limit in minutes")
+    g.add_argument("--nodes", type=int)
+    g.add_argument("--gpus-per-node", type=int)
+    g.add_argument("--cpus-per-task", type=int)
+    g.add_argument("--mem-gb", type=float)
+    g.add_argument("--constraint")
+    g.add_argument("--array-parallelism", type=int, help="max array tasks running at once")
+    g.add_argument("--sbatch-arg", action="append", metavar="KEY=VALUE",
+                   help="extra sbatch option, repeatable (e.g. exclude=node3)")
+    sp.set_defaults(func=cmd_run)
+
+    sp = sub.add_parser("status", help="one line per cell, from the store and the scheduler")
+    _common(sp)
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_status)
+
+    sp = sub.add_parser("cancel", help="scancel the sweep's SLURM jobs (or the selected cells)")
+    _common(sp)
+    sp.set_defaults(func=cmd_cancel)
+
+    sp = sub.add_parser("table", help="the table (terminal, md, csv, tex) and the HTML report")
+    _common(sp)
+    sp.add_argument("--out", type=Path, help="output folder (default: RESULTS/report)")
+    sp.add_argument("--run-missing", action="store_true", help="first run, locally, the cells "
+                    "that have no result yet")
+    sp.add_argument("--jobs", type=int, default=1)
+    sp.set_defaults(func=cmd_table)
+
+    sp = sub.add_parser("config", help="print the resolved mmengine config of each cell")
+    _common(sp)
+    sp.set_defaults(func=cmd_config)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .configs import MatrixError
+    from .data import DataError
+    from .executors import SchedulerError
+    from .pretrained import PretrainedError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (MatrixError, DataError, SchedulerError, PretrainedError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,240 @@
+"""Where cells run: one place that chooses the submitit executor and talks to the scheduler.
+
+``local``: cells run one after another (``--jobs`` at a time) as submitit local jobs, each in its
+own process, with a live progress bar; Ctrl-C cancels what runs and keeps what finished.
+``slurm``: one job array per distinct resource request, submitted and returned from at once;
+``sweep.json`` in the results folder records the job ids so that status, cancel and table work
+later from any shell.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import submitit
+
+from .configs import Options, gpus_and_batch, load_profile
+from .job import CellJob
+from .matrix import Cell
+from .store import CellStore, atomic_write_json, now, read_json
+
+
+class SchedulerError(RuntimeError):
+    """The scheduler refused or cannot be reached; the message names what and why."""
+
+
+@dataclass
+class SlurmOptions:
+    """sbatch parameters; None means the profile's default (experiments/profiles/*.py)."""
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    time_min: int | None = None
+    nodes: int | None = None
+    gpus_per_node: int | None = None
+    cpus_per_task: int | None = None
+    mem_gb: float | None = None
+    constraint: str | None = None
+    array_parallelism: int | None = None
+    extra: list[str] = field(default_factory=list)  # --sbatch-arg KEY=VALUE, repeatable
+
+
+def slurm_parameters(cell: Cell, opts: SlurmOptions) -> dict:
+    """submitit parameters of one cell: profile defaults, overridden by the command line."""
+    profile = load_profile(cell.profile)
+    d = dict(profile.settings.get("slurm", {}))
+    gpus, _ = gpus_and_batch(profile, cell.variant)
+    gpus_per_node = opts.gpus_per_node if opts.gpus_per_node is not None else d.get(
+        "gpus_per_node", gpus)
+    nodes = opts.nodes or d.get("nodes", 1)
+    params = dict(
+        timeout_min=int(opts.time_min or d.get("time_min", 60)), nodes=int(nodes),
+        tasks_per_node=max(1, int(gpus_per_node)), gpus_per_node=int(gpus_per_node),
+        cpus_per_task=int(opts.cpus_per_task or d.get("cpus_per_task", 2)),
+        mem_gb=float(opts.mem_gb or d.get("mem_gb", 8)),
+        slurm_partition=opts.partition or d.get("partition"),
+        slurm_account=opts.account or d.get("account"),
+        slurm_qos=opts.qos or d.get("qos"),
+        slurm_constraint=opts.constraint or d.get("constraint"),
+        slurm_array_parallelism=opts.array_parallelism or d.get("array_parallelism", 64),
+        slurm_signal_delay_s=int(d.get("signal_delay_s", 90)),
+    )
+    extra = {}
+    for item in opts.extra:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SchedulerError(f"--sbatch-arg {item!r}: expected KEY=VALUE (e.g. exclude=node3)")
+        extra[key.lstrip("-").replace("-", "_")] = value
+    if extra:
+        params["slurm_additional_parameters"] = extra
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def _submitit_folder(results: Path) -> Path:
+    return results / ".submitit" / time.strftime("%Y%m%d-%H%M%S")
+
+
+# -- local ---------------------------------------------------------------------------------------
+def run_local(cells: list[Cell], results: Path, opts: Options, jobs: int = 1,
+              progress: bool = True) -> dict[str, str]:
+    """Run cells as local submitit jobs, ``jobs`` at a time; returns cell key -> final status."""
+    from tqdm import tqdm
+
+    folder = _submitit_folder(results)
+    executor = submitit.LocalExecutor(folder=folder)
+    executor.update_parameters(timeout_min=24 * 60)
+    pending = list(cells)
+    running: dict[str, tuple[Cell, submitit.Job]] = {}
+    final: dict[str, str] = {}
+    bar = tqdm(total=len(cells), unit="cell", disable=not progress, dynamic_ncols=True,
+               file=sys.stderr)
+    try:
+        while pending or running:
+            while pending and len(running) < jobs:
+                cell = pending.pop(0)
+                job = executor.submit(CellJob(results, opts), cell)
+                running[cell.key] = (cell, job)
+                _record_jobs(results, {cell.key: job}, "local", folder)
+            for key, (cell, job) in list(running.items()):
+                if job.done():
+                    final[key] = (CellStore(results, cell).read() or {}).get("status", "failed")
+                    del running[key]
+                    bar.update(1)
+                    if final[key] != "done":
+                        bar.write(f"{key}: {final[key]}: "
+                                  f"{(CellStore(results, cell).read() or {}).get('error')}")
+            bar.set_postfix_str(_running_text(results, running), refresh=True)
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        for key, (cell, job) in running.items():
+            job.cancel(check=False)
+            CellStore(results, cell).write(status="cancelled", error="interrupted (Ctrl-C)",
+                                           finished_at=now())
+            final[key] = "cancelled"
+        raise
+    finally:
+        bar.close()
+    return final
+
+
+def _running_text(results: Path, running: dict) -> str:
+    parts = []
+    for key, (cell, _) in running.items():
+        p = CellStore(results, cell).progress() or {}
+        it, mx = p.get("iter"), p.get("max_iters")
+        parts.append(f"{key} {p.get('phase', 'starting')}" + (f" {it}/{mx}" if mx else ""))
+    return "; ".join(parts)
+
+
+# -- slurm ---------------------------------------------------------------------------------------
+def check_slurm(results: Path, params: dict) -> None:
+    """Fail at submit time, not in the queue: sbatch present, partition/account known, results
+    folder writable by the nodes (same path: it must be on a shared file system)."""
+    if shutil.which("sbatch") is None:
+        raise SchedulerError("sbatch is not on PATH: is this a SLURM submit host? "
+                             "(a local cluster: make slurm-up)")
+    probe = results / ".write-test"
+    try:
+        results.mkdir(parents=True, exist_ok=True)
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise SchedulerError(f"results folder {results} is not writable: {exc}") from None
+    # sbatch --test-only asks the controller to validate the request without queueing it.
+    cmd = ["sbatch", "--test-only", "--wrap", "true", f"--time={params['timeout_min']}",
+           f"--nodes={params['nodes']}", f"--ntasks-per-node={params['tasks_per_node']}",
+           f"--cpus-per-task={params['cpus_per_task']}"]
+    for key, flag in (("slurm_partition", "--partition"), ("slurm_account", "--account"),
+                      ("slurm_qos", "--qos"), ("slurm_constraint", "--constraint")):
+        if params.get(key):
+            cmd.append(f"{flag}={params[key]}")
+    if params.get("gpus_per_node"):
+        cmd.append(f"--gpus-per-node={params['gpus_per_node']}")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        msg = (proc.stderr or proc.stdout).strip().splitlines()
+        raise SchedulerError(f"SLURM rejects the request: {msg[-1] if msg else proc.returncode}"
+                             f" ({' '.join(cmd[3:])})")
+
+
+def plan_slurm(cells: list[Cell], sopts: SlurmOptions) -> list[tuple[dict, list[Cell]]]:
+    """Group cells by their sbatch parameters: one job array per group."""
+    groups: dict[str, tuple[dict, list[Cell]]] = {}
+    for cell in cells:
+        params = slurm_parameters(cell, sopts)
+        key = repr(sorted(params.items(), key=lambda kv: kv[0]))
+        groups.setdefault(key, (params, []))[1].append(cell)
+    return list(groups.values())
+
+
+def submit_slurm(cells: list[Cell], results: Path, opts: Options, sopts: SlurmOptions,
+                 name: str = "sepc") -> dict[str, str]:
+    """Submit and return at once: cell key -> SLURM job id (``ARRAYID_TASK``)."""
+    groups = plan_slurm(cells, sopts)
+    for params, _ in groups:
+        check_slurm(results, params)
+    folder = _submitit_folder(results)
+    ids: dict[str, str] = {}
+    for params, group in groups:
+        executor = submitit.AutoExecutor(folder=folder / "%j", cluster="slurm")
+        executor.update_parameters(name=f"{name}-{group[0].profile}", **params)
+        for cell in group:
+            CellStore(results, cell).write(status="pending", error=None, submitted_at=now())
+        try:
+            jobs = executor.map_array(CellJob(results, opts), group)
+        except Exception as exc:  # noqa: BLE001 - submitit wraps sbatch's own message
+            for cell in group:
+                CellStore(results, cell).write(status="failed", error=f"submission failed: {exc}")
+            raise SchedulerError(f"sbatch failed: {str(exc).strip().splitlines()[-1]}") from None
+        for cell, job in zip(group, jobs):
+            ids[cell.key] = job.job_id
+            CellStore(results, cell).write(job_id=job.job_id)
+        _record_jobs(results, dict(zip((c.key for c in group), jobs)), "slurm", folder)
+    return ids
+
+
+def _record_jobs(results: Path, jobs: dict[str, submitit.Job], executor: str,
+                 folder: Path) -> None:
+    path = results / "sweep.json"
+    sweep = read_json(path) or {"cells": {}}
+    for key, job in jobs.items():
+        sweep["cells"][key] = dict(executor=executor, job_id=str(job.job_id),
+                                   folder=str(job.paths.folder), submitted_at=now())
+    sweep["updated_at"] = now()
+    atomic_write_json(path, sweep)
+
+
+def scheduler_states(results: Path) -> dict[str, str]:
+    """cell key -> SLURM state (RUNNING, PENDING, CANCELLED, ...) for the recorded jobs, one
+    ``sacct`` call for all of them. Empty when nothing was sent to SLURM."""
+    sweep = read_json(results / "sweep.json") or {}
+    slurm = {k: v for k, v in sweep.get("cells", {}).items() if v.get("executor") == "slurm"}
+    if not slurm or shutil.which("sacct") is None:
+        return {}
+    ids = sorted({v["job_id"].split("_")[0] for v in slurm.values()})
+    proc = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", ",".join(ids)],
+                          capture_output=True, text=True, timeout=60)
+    states = {}
+    for line in proc.stdout.splitlines():
+        jid, _, state = line.partition("|")
+        states[jid] = state.split()[0] if state else "UNKNOWN"
+    return {k: states.get(v["job_id"], "UNKNOWN") for k, v in slurm.items()}
+
+
+def cancel(results: Path, keys: list[str] | None = None) -> list[str]:
+    """scancel the recorded SLURM jobs (all, or those cells); returns the cancelled job ids."""
+    sweep = read_json(results / "sweep.json") or {}
+    ids = [v["job_id"] for k, v in sweep.get("cells", {}).items()
+           if v.get("executor") == "slurm" and (keys is None or k in keys)]
+    if ids:
+        subprocess.run(["scancel", *ids], check=False, timeout=60)
+    return ids
+
+
+__all__ = ["SlurmOptions", "SchedulerError", "run_local", "submit_slurm", "plan_slurm",
+           "slurm_parameters", "scheduler_states", "cancel"]

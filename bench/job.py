@@ -1,0 +1,256 @@
+"""What runs inside one job, top to bottom: train, evaluate COCO AP, time, write the row.
+
+``CellJob`` is a submitit ``Checkpointable``: when SLURM sends USR2 (preemption, or the time limit
+approaching) it saves a checkpoint of the running training, counts the requeue and asks to be
+requeued; the next start resumes from the last checkpoint in the cell's work dir. A local run
+that was killed resumes the same way when the command is run again.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import submitit
+
+from .configs import Options, config_hash, load_profile, resolve
+from .matrix import Cell
+from .store import REPO, CellStore, atomic_write_text, now
+
+AP_KEYS = {"mAP": "AP", "mAP_50": "AP50", "mAP_75": "AP75", "mAP_s": "APs", "mAP_m": "APm",
+           "mAP_l": "APl", "AR@100": "AR100"}
+
+
+class _Tee:
+    """Duplicate a stream into the cell's job.log, so a failure's last lines are in the store."""
+
+    def __init__(self, stream, log) -> None:
+        self.stream, self.log = stream, log
+
+    def write(self, text: str) -> int:
+        self.log.write(text)
+        self.log.flush()
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+        self.log.flush()
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+def _versions() -> dict:
+    import mmcv
+    import mmdet
+    import mmengine
+    import torch
+
+    return dict(python=sys.version.split()[0], torch=torch.__version__, mmcv=mmcv.__version__,
+                mmdet=mmdet.__version__, mmengine=mmengine.__version__)
+
+
+def git_commit() -> str | None:
+    head = REPO / ".git" / "HEAD"
+    try:
+        ref = head.read_text().strip()
+        if ref.startswith("ref: "):
+            path = REPO / ".git" / ref[5:]
+            if path.is_file():
+                return path.read_text().strip()[:12]
+            packed = (REPO / ".git" / "packed-refs").read_text()
+            return next(line.split()[0][:12] for line in packed.splitlines()
+                        if line.endswith(ref[5:]))
+        return ref[:12]
+    except (OSError, StopIteration):
+        return None
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
+
+
+def _merge_scalars(work_dir: Path, out: Path) -> None:
+    """All runs' vis_data/scalars.json (one per start, after requeues) as one JSON-lines file."""
+    files = sorted(work_dir.glob("*/vis_data/scalars.json"))
+    if files:
+        atomic_write_text(out, "".join(f.read_text() for f in files))
+
+
+class CellJob(submitit.helpers.Checkpointable):
+    """Runs one cell. Picklable: submitit sends it to the node with the cell as argument."""
+
+    def __init__(self, results: str | Path, opts: Options = Options()) -> None:
+        self.results = str(Path(results).resolve())
+        self.opts = opts
+        self._runner = None
+        self._requeued = False
+
+    def __getstate__(self) -> dict:
+        return dict(results=self.results, opts=self.opts, _runner=None, _requeued=False)
+
+    # -- submitit: USR2 -> save what training has done, requeue -------------------------------
+    def checkpoint(self, cell: Cell) -> submitit.helpers.DelayedSubmission:
+        store = CellStore(self.results, cell)
+        runner = self._runner
+        if runner is not None and _rank() == 0 and getattr(runner, "_sepc_training", False):
+            name = f"iter_{runner.iter}.pth"
+            runner.save_checkpoint(runner.work_dir, name, by_epoch=False, save_optimizer=True,
+                                   save_param_scheduler=True)
+            atomic_write_text(Path(runner.work_dir) / "last_checkpoint",
+                              str(Path(runner.work_dir) / name))
+            print(f"[sepc-bench] USR2: checkpoint at iteration {runner.iter}, requeueing",
+                  flush=True)
+        if _rank() == 0:
+            row = store.read() or {}
+            store.write(status="requeued", requeues=int(row.get("requeues") or 0) + 1)
+        self._requeued = True  # submitit now requeues and exits this process
+        return submitit.helpers.DelayedSubmission(CellJob(self.results, self.opts), cell)
+
+    # -- the job ----------------------------------------------------------------------------
+    def __call__(self, cell: Cell) -> dict:
+        store = CellStore(self.results, cell)
+        store.dir.mkdir(parents=True, exist_ok=True)
+        os.environ["SEPC_CELL_DIR"] = str(store.dir)
+        rank0 = _rank() == 0
+        log = open(store.log_path, "a", buffering=1)
+        old = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = _Tee(sys.stdout, log), _Tee(sys.stderr, log)
+        t0 = time.time()
+        try:
+            if rank0:
+                store.write(status="running", error=None, log_tail=None, started_at=now(),
+                            host=socket.gethostname(), pid=os.getpid(), job_id=_job_id(),
+                            source=cell.source)
+            row = self._run(cell, store)
+            if rank0:
+                row = store.write(status="done", finished_at=now(),
+                                  wall_s=round(time.time() - t0 + float(
+                                      (store.read() or {}).get("wall_before_s") or 0), 2),
+                                  **row)
+            return row
+        except BaseException as exc:
+            if isinstance(exc, SystemExit) and (exc.code in (0, None) or self._requeued):
+                raise
+            traceback.print_exc()
+            if rank0:
+                reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+                status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
+                sys.stdout.flush()
+                store.write(status=status, error=reason[:500], finished_at=now(),
+                            log_tail=store.log_tail(40),
+                            wall_before_s=round(time.time() - t0, 2))
+            raise
+        finally:
+            sys.stdout, sys.stderr = old
+            log.close()
+
+    def _run(self, cell: Cell, store: CellStore) -> dict:
+        import torch
+        from mmengine.runner import Runner
+
+        from .pretrained import fetch_pretrained
+
+        profile = load_profile(cell.profile)
+        threads = int(os.environ.get("SLURM_CPUS_PER_TASK") or profile.settings.get("threads", 0))
+        if threads and not torch.cuda.is_available():
+            torch.set_num_threads(threads)
+        opts = self.opts
+        pretrained = fetch_pretrained(opts.pretrained or profile.settings.get("pretrained"))
+        cfg = resolve(cell, opts, work_dir=str(store.work_dir),
+                      results_prefix=str(store.dir / "detections"))
+        if pretrained:
+            cfg.model.backbone.init_cfg.checkpoint = pretrained
+        cfg.val_evaluator["outfile_prefix"] = str(store.dir / "detections")
+        if int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+            cfg.launcher = "slurm"
+        cfg.resume = (store.work_dir / "last_checkpoint").is_file()
+        if cfg.resume:
+            print(f"[sepc-bench] resuming {cell.key} from "
+                  f"{(store.work_dir / 'last_checkpoint').read_text().strip()}", flush=True)
+        runner = Runner.from_cfg(cfg)
+        self._runner = runner
+        runner._sepc_training = True
+        runner.train()
+        runner._sepc_training = False
+        # The train loop validates the final model (and writes detections.bbox.json); a cell
+        # resumed after its last iteration has not, so validate it here.
+        hook = next(h for h in runner.hooks if type(h).__name__ == "CellProgressHook")
+        metrics = hook.last_metrics if hook.last_val_iter == runner.iter else runner.val()
+        _merge_scalars(store.work_dir, store.dir / "scalars.json")
+        if _rank() != 0:
+            return {}
+        row = {AP_KEYS[k.split("bbox_", 1)[1]]: round(100 * float(v), 3)
+               for k, v in metrics.items() if k.startswith("coco/bbox_")
+               and k.split("bbox_", 1)[1] in AP_KEYS}
+        row.update(self._measure(runner, profile))
+        progress = store.progress() or {}
+        row.update(
+            config_hash=config_hash(cfg), train_iters=int(runner.iter),
+            iters_run=int(progress.get("iters_run", runner.iter)),
+            git_commit=git_commit(), versions=json.dumps(_versions()),
+            ann_file=cfg.val_evaluator["ann_file"], lcconv_padding=_padding(cfg),
+            data_root=cfg.train_dataloader.dataset.data_root)
+        return row
+
+    def _measure(self, runner, profile) -> dict:
+        """Latency (both protocols), parameters, FLOPs and peak memory of the trained model."""
+        import torch
+        from mmengine.dataset import pseudo_collate
+        from mmengine.runner import Runner
+
+        from sepc.ops import deform_conv
+
+        from . import latency
+
+        model = runner.model.module if hasattr(runner.model, "module") else runner.model
+        lat = profile.settings.get("latency", {})
+        size = tuple(lat.get("size", (800, 1344)))
+        dataset = runner.val_dataloader.dataset
+        inputs, samples = latency.fixed_batch(model, pseudo_collate([dataset[0]]), size)
+        device = next(model.parameters()).device
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        out = latency.model_step(model, inputs, samples, int(lat.get("warmup", 20)),
+                                 int(lat.get("iters", 100)))
+        loader = Runner.build_dataloader(dict(
+            dataset=dataset, batch_size=int(lat.get("paper_batch", 8)), num_workers=0,
+            sampler=dict(type="DefaultSampler", shuffle=False), collate_fn=dict(
+                type="pseudo_collate")))
+        out.update(latency.paper_protocol(model, loader, int(lat.get("paper_skip", 100)),
+                                          int(lat.get("paper_iters", 200))))
+        out["params"] = latency.count_params(model)
+        saved, deform_conv.DEFAULT_IMPL = deform_conv.DEFAULT_IMPL, "torch"
+        try:  # count on the traceable path: the deformable layers' matmul is then visible
+            out["flops"] = latency.count_flops(model, inputs, samples)
+        except Exception as exc:  # noqa: BLE001 - FLOPs are informative, not worth a failed cell
+            print(f"[sepc-bench] FLOP count failed: {exc}", flush=True)
+            out["flops"] = None
+        finally:
+            deform_conv.DEFAULT_IMPL = saved
+        out["device"] = latency.device_name(device)
+        out["peak_mem_mb"] = (torch.cuda.max_memory_allocated(device) / 2**20
+                              if device.type == "cuda" else _max_rss_mb())
+        return out
+
+
+def _padding(cfg) -> int | None:
+    neck = cfg.model.neck
+    return neck[1].get("lcconv_padding") if isinstance(neck, list) else None
+
+
+def _max_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _job_id() -> str:
+    try:
+        return str(submitit.JobEnvironment().job_id)
+    except RuntimeError:
+        return "local"

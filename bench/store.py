@@ -1,0 +1,100 @@
+"""The result store: one folder per cell, one JSON row per folder, written atomically.
+
+Nothing finished is ever lost: every write goes to a temp file in the same folder and is renamed
+over the old one, so a crash leaves the previous complete file, never half a file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .matrix import Cell
+
+SCHEMA = 1
+REPO = Path(__file__).resolve().parent.parent
+
+
+def default_results(profile: str) -> Path:
+    return REPO / "results" / profile
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+class CellStore:
+    """Paths and rows of one cell in a results folder."""
+
+    def __init__(self, results: str | Path, cell: Cell) -> None:
+        self.results = Path(results)
+        self.cell = cell
+        self.dir = self.results / cell.key
+
+    @property
+    def result_path(self) -> Path:
+        return self.dir / "result.json"
+
+    @property
+    def work_dir(self) -> Path:
+        return self.dir / "work_dir"
+
+    @property
+    def progress_path(self) -> Path:
+        return self.dir / "progress.json"
+
+    @property
+    def log_path(self) -> Path:
+        return self.dir / "job.log"
+
+    def read(self) -> dict | None:
+        return read_json(self.result_path)
+
+    def write(self, **fields: Any) -> dict:
+        """Merge ``fields`` into the cell's row and write it atomically."""
+        row = self.read() or {}
+        row.update(schema=SCHEMA, cell_key=self.cell.key, **self.cell.as_dict())
+        row.update(fields)
+        atomic_write_json(self.result_path, row)
+        return row
+
+    def progress(self) -> dict | None:
+        return read_json(self.progress_path)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                fh.seek(max(0, fh.tell() - 64 * 1024))
+                text = fh.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])

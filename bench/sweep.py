@@ -1,0 +1,125 @@
+"""The harness's verbs over a set of cells: plan, run, status.
+
+``run`` is idempotent: a cell whose result is done is skipped (``force`` reruns it from scratch),
+a failed one is rerun only with ``retry_failed`` (which then runs only the failed ones), and a
+cell that was interrupted resumes from its last checkpoint.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from .configs import Options, config_hash, gpus_and_batch, load_profile, resolve
+from .matrix import Cell
+from .store import CellStore
+
+
+@dataclass
+class PlannedCell:
+    cell: Cell
+    config_hash: str
+    gpus: int
+    imgs_per_gpu: int
+    lr: float
+    config: object  # the resolved mmengine Config
+
+    def row(self) -> dict:
+        return dict(cell=self.cell.key, detector=self.cell.detector, variant=self.cell.variant,
+                    seed=self.cell.seed, config_hash=self.config_hash, gpus=self.gpus,
+                    imgs_per_gpu=self.imgs_per_gpu, lr=self.lr,
+                    max_epochs=self.config.train_cfg.get("max_epochs"),
+                    max_iters=self.config.train_cfg.get("max_iters"),
+                    clip_grad=(self.config.optim_wrapper.get("clip_grad") or {}).get("max_norm"),
+                    head=self.config.model.bbox_head.type)
+
+
+def plan(cells: list[Cell], opts: Options = Options()) -> list[PlannedCell]:
+    """Resolve every cell's config (this validates data root and names before anything runs)."""
+    out = []
+    for cell in cells:
+        cfg = resolve(cell, opts)
+        gpus, per_gpu = gpus_and_batch(load_profile(cell.profile), cell.variant)
+        out.append(PlannedCell(cell, config_hash(cfg), gpus, per_gpu,
+                               float(cfg.optim_wrapper.optimizer.lr), cfg))
+    return out
+
+
+def _alive_here(row: dict) -> bool:
+    """A local job still running on this host (its pid alive and not a zombie)."""
+    pid = row.get("pid")
+    if row.get("host") != socket.gethostname() or not pid or row.get("job_id") != "local":
+        return False
+    try:
+        with open(f"/proc/{int(pid)}/status") as fh:
+            return not any(line.startswith("State:") and "Z" in line.split()[1] for line in fh)
+    except OSError:
+        return False
+
+
+def select(cells: list[Cell], results: Path, force: bool = False,
+           retry_failed: bool = False) -> tuple[list[Cell], dict[str, str]]:
+    """Which cells to run now, and why each other one is skipped."""
+    todo, skipped = [], {}
+    for cell in cells:
+        row = CellStore(results, cell).read() or {}
+        status = row.get("status")
+        if retry_failed:
+            if status in ("failed", "cancelled"):
+                todo.append(cell)
+            else:
+                skipped[cell.key] = status or "not run"
+        elif force:
+            todo.append(cell)
+        elif status == "done":
+            skipped[cell.key] = "done"
+        elif status in ("failed",):
+            skipped[cell.key] = "failed (use --retry-failed)"
+        elif status == "running" and _alive_here(row):
+            skipped[cell.key] = f"running (pid {row['pid']})"
+        else:
+            todo.append(cell)
+    return todo, skipped
+
+
+def reset(results: Path, cell: Cell) -> None:
+    """--force: start the cell from zero (its old folder is removed)."""
+    shutil.rmtree(CellStore(results, cell).dir, ignore_errors=True)
+
+
+def status_rows(cells: list[Cell], results: Path) -> list[dict]:
+    """One line per cell from the store, corrected by the scheduler's view of SLURM jobs."""
+    from .executors import scheduler_states
+
+    sched = scheduler_states(results)
+    rows = []
+    for cell in cells:
+        store = CellStore(results, cell)
+        row = store.read() or {}
+        status = row.get("status", "not run")
+        state = sched.get(cell.key)
+        detail = row.get("error") or ""
+        if status in ("pending", "running", "requeued") and state:
+            if state in ("CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
+                         "PREEMPTED", "BOOT_FAIL", "DEADLINE"):
+                status = "cancelled" if state == "CANCELLED" else "failed"
+                detail = detail or f"SLURM state {state}"
+            elif state == "RUNNING":
+                status = "running" if status != "requeued" else "running (requeued)"
+            elif state == "PENDING":
+                status = "pending" if status != "requeued" else "requeued"
+        elif status == "running" and row.get("job_id") == "local" and not _alive_here(row):
+            status, detail = "interrupted", "local job gone; run again to resume"
+        progress = store.progress() or {}
+        if status.startswith("running") and progress.get("max_iters"):
+            detail = f"{progress.get('phase')} {progress.get('iter')}/{progress['max_iters']}"
+        rows.append(dict(cell=cell.key, status=status, scheduler=state or "",
+                         AP=row.get("AP"), requeues=row.get("requeues") or 0,
+                         job_id=row.get("job_id") or "", detail=detail))
+    return rows
+
+
+def env_threads() -> int:
+    return len(os.sched_getaffinity(0))

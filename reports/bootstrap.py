@@ -1,0 +1,772 @@
+"""Paired, image-level bootstrap of COCO box-AP differences (variant minus baseline).
+
+Why: adjacent cells of the SEPC table differ by 0.5-1.2 AP while one recipe's COCO AP
+moves 0.1-0.3 AP from run to run, so a delta needs an interval. From single runs, the
+paired bootstrap resamples the evaluation images with replacement and recomputes BOTH
+APs on the same resample (docs/measurement.md); with several seeds per cell,
+`seed_deltas` gives a Welch t-interval of the difference of seed means.
+
+Exactness: COCOeval.evaluate() (pycocotools) runs ONCE per detection set; its per-image
+records (dtMatches, dtScores, dtIgnore, gtIgnore per category x area range x image) are
+compacted into flat arrays, and each resample re-runs a vectorised COCOeval.accumulate()
+with image multiplicities w_i: an image drawn k times contributes its detections k times
+to the TP/FP cumulative sums and its non-ignored ground truth k times to the number of gt.
+With w = 1 for every image this is COCOeval.accumulate()+summarize() (same stable score
+order, same float operations: tests check 1e-9); with integer w it equals pycocotools run
+on a dataset in which each image is replaced by w_i copies (exact when no two different
+detections of a category tie on score; with ties, copies of an image count as adjacent).
+
+How the accumulate is vectorised: for a category, pycocotools' interpolated precision at
+recall threshold r is max{precision_j : recall_j >= r}, and that maximum is always
+attained at a true-positive detection (a false positive only lowers precision, an ignored
+or zero-weight one repeats the previous point). So per resample only the TP detections
+are visited, with their weighted cumulative TP count and the weighted count of
+non-ignored detections ranked above them (one cumulative sum over all detections).
+
+Units: `accumulate` returns pycocotools units (fractions, -1 where undefined);
+`BootstrapResult` and `seed_deltas` use AP points (percent), like the result store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import multiprocessing as mp
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "ALL_METRICS",
+    "DEFAULT_METRICS",
+    "BootstrapResult",
+    "EvalRecords",
+    "MetricDelta",
+    "accumulate",
+    "bootstrap_cells",
+    "bootstrap_detections",
+    "evaluate_records",
+    "load_cell",
+    "load_coco_gt",
+    "paired_bootstrap",
+    "records_from_cocoeval",
+    "resample_weights",
+    "seed_deltas",
+]
+
+#: metric -> (area index in COCOeval.params.areaRng, IoU-threshold index or None = all, kind)
+_METRIC_SPEC: dict[str, tuple[int, int | None, str]] = {
+    "AP": (0, None, "precision"),
+    "AP50": (0, 0, "precision"),
+    "AP75": (0, 5, "precision"),
+    "APs": (1, None, "precision"),
+    "APm": (2, None, "precision"),
+    "APl": (3, None, "precision"),
+    "AR100": (0, None, "recall"),
+    "ARs": (1, None, "recall"),
+    "ARm": (2, None, "recall"),
+    "ARl": (3, None, "recall"),
+}
+ALL_METRICS: tuple[str, ...] = tuple(_METRIC_SPEC)
+#: area-range metrics cost about as much again as the area-"all" ones; ask for them.
+DEFAULT_METRICS: tuple[str, ...] = ("AP", "AP50", "AP75")
+#: indices of COCOeval.stats for each metric (maxDets=100 ones only).
+_STATS_INDEX = {"AP": 0, "AP50": 1, "AP75": 2, "APs": 3, "APm": 4, "APl": 5,
+                "AR100": 8, "ARs": 9, "ARm": 10, "ARl": 11}
+_EPS = np.spacing(1)
+#: COCOeval.params.areaRng (all, small, medium, large): the canonical area indices above.
+_AREA_RNG = [[0 ** 2, 1e5 ** 2], [0 ** 2, 32 ** 2], [32 ** 2, 96 ** 2], [96 ** 2, 1e5 ** 2]]
+_AREA_LBL = ["all", "small", "medium", "large"]
+
+
+def _area_positions(p: Any, area_idx: Iterable[int]) -> dict[int, int]:
+    """Canonical area index -> its position in params.areaRng (which may be a subset)."""
+    rngs = [list(map(float, r)) for r in p.areaRng]
+    out = {}
+    for a in area_idx:
+        want = list(map(float, _AREA_RNG[a]))
+        if want not in rngs:
+            raise ValueError(f"COCOeval params lack the area range {_AREA_LBL[a]} {want}")
+        out[a] = rngs.index(want)
+    return out
+
+
+def _restrict_areas(p: Any, area_idx: Iterable[int]) -> None:
+    """Evaluate only the area ranges the metrics need (evaluateImg runs once per range)."""
+    p.areaRng = [list(_AREA_RNG[a]) for a in area_idx]
+    p.areaRngLbl = [_AREA_LBL[a] for a in area_idx]
+
+
+# --------------------------------------------------------------------------- records
+@dataclass
+class _AreaArrays:
+    """Weight-independent arrays of one area range, all categories (see module doc).
+
+    "Kept" detections are those not ignored at every IoU threshold, ordered by category,
+    then by pycocotools' stable descending-score order. The TP list holds, per segment
+    s = t*K + k (IoU threshold t, category k), the kept detections that are true
+    positives at threshold t, in rank order; the IG list likewise the ignored ones.
+    """
+
+    n_cat: int
+    gt_img: np.ndarray  # (G,) image index   } non-ignored gt count per (image, category),
+    gt_cat: np.ndarray  # (G,) category      } sparse
+    gt_cnt: np.ndarray  # (G,) float64 count }
+    kept_img: np.ndarray  # (Dk,) image index of each kept detection
+    kept_seg_start: np.ndarray  # (T*K,) global kept index of the segment's category start
+    tp_img: np.ndarray  # (P,) image index of each TP entry
+    tp_kept_end: np.ndarray  # (P,) global kept index + 1 of the TP entry's detection
+    seg_tp_start: np.ndarray  # (T*K+1,) TP-list boundaries per segment
+    seg_tp_count: np.ndarray  # (T*K,)
+    tp_seg: np.ndarray  # (P,) segment of each TP entry
+    ig_img: np.ndarray  # (Q,) image index of each IG entry
+    ig_sel: np.ndarray  # TP entries with IG entries ranked above them in their segment,
+    ig_end: np.ndarray  # ... the IG-list end (exclusive) of those IG entries
+    ig_first: np.ndarray  # ... and the IG-list start of the segment
+
+
+@dataclass
+class EvalRecords:
+    """Compact per-image COCOeval records of ONE detection set (from one evaluate()).
+
+    Why: everything a resample needs, without pycocotools' per-image dicts, so that
+    accumulate() can be re-run thousands of times with image multiplicities.
+    """
+
+    img_ids: np.ndarray  # (N,) image ids, COCOeval order (sorted)
+    cat_ids: np.ndarray  # (K,) category ids, COCOeval order (sorted)
+    iou_thrs: np.ndarray  # (T,)
+    rec_thrs: np.ndarray  # (R,)
+    areas: dict[int, _AreaArrays] = field(repr=False)
+    n_dets: int = 0
+
+    @property
+    def n_images(self) -> int:
+        return int(len(self.img_ids))
+
+
+def load_coco_gt(ann: str | os.PathLike | Mapping[str, Any] | Any) -> Any:
+    """A pycocotools COCO from a path, a dataset dict or a COCO (returned as is), quietly."""
+    from pycocotools.coco import COCO
+
+    if isinstance(ann, COCO):
+        return ann
+    with contextlib.redirect_stdout(io.StringIO()):
+        if isinstance(ann, Mapping):
+            coco = COCO()
+            coco.dataset = dict(ann)
+            coco.createIndex()
+            return coco
+        return COCO(str(ann))
+
+
+def _load_results(coco_gt: Any, dets: str | os.PathLike | Sequence[Mapping[str, Any]]) -> Any:
+    """COCO.loadRes on copies of the rows (loadRes mutates them); also takes no rows."""
+    from pycocotools.coco import COCO
+
+    if isinstance(dets, (str, os.PathLike)):
+        with open(dets) as f:
+            dets = json.load(f)
+    rows = [dict(d) for d in dets]
+    with contextlib.redirect_stdout(io.StringIO()):
+        if rows:
+            return coco_gt.loadRes(rows)
+        res = COCO()  # loadRes fails on an empty list; an empty result set is valid
+        res.dataset = {"images": list(coco_gt.dataset["images"]),
+                       "categories": list(coco_gt.dataset.get("categories", [])),
+                       "annotations": []}
+        res.createIndex()
+        return res
+
+
+# State handed to forked workers (set just before the fork, cleared after).
+_FORK_STATE: tuple[Any, Any, list[int], tuple[int, ...]] | None = None
+
+
+def _evaluate_cat_chunk(cat_ids: list[int]) -> list[dict[int, tuple]]:
+    """Run COCOeval.evaluate() on a subset of categories; return per-category records."""
+    from pycocotools.cocoeval import COCOeval
+
+    assert _FORK_STATE is not None
+    coco_gt, coco_dt, img_ids, area_idx = _FORK_STATE
+    ev = COCOeval(coco_gt, coco_dt, "bbox")
+    ev.params.imgIds = list(img_ids)
+    ev.params.catIds = list(cat_ids)
+    _restrict_areas(ev.params, area_idx)
+    with contextlib.redirect_stdout(io.StringIO()):
+        ev.evaluate()
+    return _extract(ev, area_idx)
+
+
+def _extract(ev: Any, area_idx: Iterable[int]) -> list[dict[int, tuple]]:
+    """Per category (in ev.params.catIds order): {area: records} from ev.evalImgs.
+
+    records = (kept_img, gt_img, gt_cnt, tp_pos[t], ig_pos[t]) where positions index the
+    category's kept detections in pycocotools' accumulate order.
+    """
+    p = ev.params
+    n_img, n_area, n_thr = len(p.imgIds), len(p.areaRng), len(p.iouThrs)
+    max_det = p.maxDets[-1]
+    pos = _area_positions(p, area_idx)
+    out: list[dict[int, tuple]] = []
+    for k in range(len(p.catIds)):
+        per_area: dict[int, tuple] = {}
+        for a in area_idx:
+            base = k * n_area * n_img + pos[a] * n_img
+            block = ev.evalImgs[base:base + n_img]
+            idx = [i for i, e in enumerate(block) if e is not None]
+            es = [block[i] for i in idx]
+            gt_cnt = np.array([int(np.count_nonzero(np.asarray(e["gtIgnore"]) == 0)) for e in es],
+                              dtype=np.int64)
+            gt_img = np.asarray(idx, dtype=np.int64)
+            nd = np.array([len(e["dtScores"][:max_det]) for e in es], dtype=np.int64)
+            if nd.sum() == 0:
+                empty = np.zeros(0, np.int64)
+                per_area[a] = (empty, gt_img[gt_cnt > 0], gt_cnt[gt_cnt > 0],
+                               [empty] * n_thr, [empty] * n_thr)
+                continue
+            # exactly accumulate(): concatenate in image order, stable sort by -score
+            scores = np.concatenate([np.asarray(e["dtScores"][:max_det], dtype=float) for e in es])
+            dtm = np.concatenate([np.asarray(e["dtMatches"])[:, :max_det] for e in es], axis=1)
+            dtig = np.concatenate([np.asarray(e["dtIgnore"])[:, :max_det] for e in es], axis=1)
+            img = np.repeat(gt_img, nd)
+            order = np.argsort(-scores, kind="mergesort")
+            matched = (dtm != 0)[:, order]  # np.logical_and(dtm, .) semantics
+            ignored = dtig.astype(bool)[:, order]
+            img = img[order]
+            kept = ~ignored.all(axis=0)
+            matched, ignored, img = matched[:, kept], ignored[:, kept], img[kept]
+            tps = matched & ~ignored
+            tp_pos = [np.flatnonzero(tps[t]) for t in range(n_thr)]
+            ig_pos = [np.flatnonzero(ignored[t]) for t in range(n_thr)]
+            per_area[a] = (img, gt_img[gt_cnt > 0], gt_cnt[gt_cnt > 0], tp_pos, ig_pos)
+        out.append(per_area)
+    return out
+
+
+def _assemble(per_cat: list[dict[int, tuple]], area: int, n_img: int, n_thr: int) -> _AreaArrays:
+    """Concatenate per-category records of one area into segment-ordered flat arrays.
+
+    Detections ranked below a category's last true positive (at any IoU threshold) are
+    dropped: they only add points after the last recall step, which never matter.
+    """
+    n_cat = len(per_cat)
+    recs = [pc[area] for pc in per_cat]
+    gt_count = np.zeros((n_img, n_cat), dtype=np.float64)
+    for k, r in enumerate(recs):
+        gt_count[r[1], k] = r[2]
+    n_keep = [max((int(p[-1]) + 1 for p in r[3] if len(p)), default=0) for r in recs]
+    kept_len = np.array(n_keep, dtype=np.int64)
+    kept_start = np.concatenate(([0], np.cumsum(kept_len)))
+    kept_img = (np.concatenate([r[0][:n] for r, n in zip(recs, n_keep)]).astype(np.intp)
+                if kept_len.sum() else np.zeros(0, np.intp))
+
+    def seg_lists(j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        gpos, counts = [], []
+        for t in range(n_thr):
+            for k, r in enumerate(recs):
+                pos = r[j][t]
+                pos = pos[pos < n_keep[k]]
+                gpos.append(pos + kept_start[k])
+                counts.append(len(pos))
+        counts_a = np.asarray(counts, dtype=np.int64)
+        seg = np.repeat(np.arange(n_thr * n_cat, dtype=np.intp), counts_a)
+        g = np.concatenate(gpos).astype(np.intp) if counts_a.sum() else np.zeros(0, np.intp)
+        return g, seg, np.concatenate(([0], np.cumsum(counts_a))).astype(np.intp)
+
+    tp_g, tp_seg, seg_tp_start = seg_lists(3)
+    ig_g, ig_seg, seg_ig_start = seg_lists(4)
+    # IG entries of the same segment ranked above each TP entry (positions never coincide)
+    big = int(kept_start[-1]) + 1
+    ig_end = np.searchsorted(ig_seg * big + ig_g, tp_seg * big + tp_g, side="left")
+    ig_first = seg_ig_start[tp_seg]
+    ig_sel = np.flatnonzero(ig_end > ig_first)
+    gt_img, gt_cat = np.nonzero(gt_count)
+    return _AreaArrays(
+        n_cat=n_cat,
+        gt_img=gt_img.astype(np.intp),
+        gt_cat=gt_cat.astype(np.intp),
+        gt_cnt=gt_count[gt_img, gt_cat],
+        kept_img=kept_img,
+        kept_seg_start=np.tile(kept_start[:-1], n_thr).astype(np.intp),
+        tp_img=kept_img[tp_g],
+        tp_kept_end=(tp_g + 1).astype(np.intp),
+        seg_tp_start=seg_tp_start,
+        seg_tp_count=np.diff(seg_tp_start),
+        tp_seg=tp_seg,
+        ig_img=kept_img[ig_g],
+        ig_sel=ig_sel.astype(np.intp),
+        ig_end=ig_end[ig_sel].astype(np.intp),
+        ig_first=ig_first[ig_sel].astype(np.intp),
+    )
+
+
+def _areas_for(metrics: Iterable[str]) -> tuple[int, ...]:
+    unknown = [m for m in metrics if m not in _METRIC_SPEC]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}; known: {list(_METRIC_SPEC)}")
+    return tuple(sorted({_METRIC_SPEC[m][0] for m in metrics}))
+
+
+def records_from_cocoeval(ev: Any, metrics: Sequence[str] = ALL_METRICS) -> EvalRecords:
+    """EvalRecords from a COCOeval on which evaluate() has run (its evalImgs).
+
+    Why: lets callers that already ran pycocotools (or tests comparing against it) reuse
+    that evaluate() instead of running it again.
+    """
+    p = ev.params
+    if not ev.evalImgs:
+        raise ValueError("run COCOeval.evaluate() first")
+    if not p.useCats:
+        raise ValueError("per-category evaluation (params.useCats=1) is required")
+    area_idx = _areas_for(metrics)
+    return _make_records(p, _extract(ev, area_idx), area_idx, len(ev.cocoDt.anns))
+
+
+def _make_records(p: Any, per_cat: list[dict[int, tuple]], area_idx: tuple[int, ...],
+                  n_dets: int) -> EvalRecords:
+    n_img, n_thr = len(p.imgIds), len(p.iouThrs)
+    std_iou = np.linspace(.5, 0.95, int(np.round((0.95 - .5) / .05)) + 1, endpoint=True)
+    if not (np.array_equal(np.asarray(p.iouThrs, float), std_iou) and p.maxDets[-1] == 100):
+        raise ValueError("COCOeval params must keep COCO's IoU thresholds and maxDets 100")
+    return EvalRecords(
+        img_ids=np.asarray(p.imgIds, dtype=np.int64),
+        cat_ids=np.asarray(p.catIds, dtype=np.int64),
+        iou_thrs=np.asarray(p.iouThrs, dtype=float),
+        rec_thrs=np.asarray(p.recThrs, dtype=float),
+        areas={a: _assemble(per_cat, a, n_img, n_thr) for a in area_idx},
+        n_dets=n_dets,
+    )
+
+
+def evaluate_records(
+    coco_gt: Any,
+    detections: str | os.PathLike | Sequence[Mapping[str, Any]],
+    *,
+    metrics: Sequence[str] = ALL_METRICS,
+    img_ids: Sequence[int] | None = None,
+    workers: int = 1,
+) -> EvalRecords:
+    """Run pycocotools COCOeval.evaluate() once on a detection set and compact its records.
+
+    Why: evaluate() (IoUs, greedy matching, crowd/area ignore) is the expensive, exact
+    part; it does not depend on the resample, so it runs once and accumulate() is redone
+    per resample from these arrays. `coco_gt`: COCO, path or dataset dict. `workers` > 1
+    splits the categories over forked processes (evaluate is per category; same result).
+    """
+    from pycocotools.cocoeval import COCOeval
+
+    global _FORK_STATE
+    coco_gt = load_coco_gt(coco_gt)
+    coco_dt = _load_results(coco_gt, detections)
+    ev = COCOeval(coco_gt, coco_dt, "bbox")
+    if img_ids is not None:
+        ev.params.imgIds = sorted(int(i) for i in img_ids)
+    area_idx = _areas_for(metrics)
+    cat_list = [int(c) for c in np.unique(ev.params.catIds)]
+    workers = max(1, min(int(workers), len(cat_list)))
+    _restrict_areas(ev.params, area_idx)
+    if workers == 1 or "fork" not in mp.get_all_start_methods():
+        with contextlib.redirect_stdout(io.StringIO()):
+            ev.evaluate()
+        return records_from_cocoeval(ev, metrics)
+    img_list = [int(i) for i in np.unique(ev.params.imgIds)]
+    _FORK_STATE = (coco_gt, coco_dt, img_list, area_idx)
+    try:
+        n_chunks = min(len(cat_list), 4 * workers)
+        chunks = [cat_list[i::n_chunks] for i in range(n_chunks)]
+        with mp.get_context("fork").Pool(workers) as pool:
+            parts = pool.map(_evaluate_cat_chunk, chunks)
+    finally:
+        _FORK_STATE = None
+    by_cat = {c: r for chunk, part in zip(chunks, parts) for c, r in zip(chunk, part)}
+    ev.params.imgIds, ev.params.catIds = img_list, cat_list
+    return _make_records(ev.params, [by_cat[c] for c in cat_list], area_idx,
+                         len(coco_dt.anns))
+
+
+# ------------------------------------------------------------------------ accumulate
+_STD_REC_THRS = np.linspace(.0, 1.00, int(np.round((1.00 - .0) / .01)) + 1, endpoint=True)
+
+
+def _rec_bucket(rc: np.ndarray, rec_thrs: np.ndarray) -> np.ndarray:
+    """Number of recall thresholds <= rc (searchsorted side='right'), fast for COCO's 101."""
+    if len(rec_thrs) == len(_STD_REC_THRS) and np.array_equal(rec_thrs, _STD_REC_THRS):
+        ext = np.append(rec_thrs, np.inf)
+        c = (rc * 100.0).astype(np.intp)  # floor (rc >= 0); off by at most one, fixed below
+        return c + (ext[c] <= rc) + (ext[c + 1] <= rc)
+    return np.searchsorted(rec_thrs, rc, side="right")
+
+
+def _cumsum0(x: np.ndarray, dtype: type) -> np.ndarray:
+    out = np.empty(len(x) + 1, dtype=dtype)
+    out[0] = 0
+    np.cumsum(x, dtype=dtype, out=out[1:])
+    return out
+
+
+def _area_curves(aa: _AreaArrays, w: np.ndarray, n_thr: int, rec_thrs: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weighted COCOeval.accumulate for one area range (maxDets=100).
+
+    Returns (mean precision over recall thresholds (T, K), recall (T, K), valid (K,)):
+    the (T, R, K) precision array is never materialised, only its row means.
+    """
+    n_cat = aa.n_cat
+    n_rec = len(rec_thrs)
+    npig = np.bincount(aa.gt_cat, weights=w[aa.gt_img] * aa.gt_cnt, minlength=n_cat)
+    valid = npig > 0
+    n_seg = n_thr * n_cat
+    if len(aa.tp_img) == 0:
+        z = np.zeros((n_thr, n_cat))
+        return z, z.copy(), valid
+    # weighted cumulative counts: integers (exact in float64, as in pycocotools)
+    longest = max(len(aa.kept_img), len(aa.tp_img), len(aa.ig_img))
+    dt = np.int32 if int(w.max(initial=0)) * longest < 2**31 - 1 else np.int64
+    w = w.astype(dt, copy=False)
+    ck = _cumsum0(w[aa.kept_img], dt)
+    ct = _cumsum0(w[aa.tp_img], dt)
+    counts = aa.seg_tp_count
+    # within a segment: tp = TP weight up to and including the entry; nonfp adds the
+    # weight of ignored detections ranked above; fp = kept weight ranked at/above - nonfp
+    tp = ct[1:] - np.repeat(ct[aa.seg_tp_start[:-1]], counts)
+    fp = ck[aa.tp_kept_end] - np.repeat(ck[aa.kept_seg_start], counts)
+    fp -= tp
+    if len(aa.ig_sel):
+        ci = _cumsum0(w[aa.ig_img], dt)
+        fp[aa.ig_sel] -= ci[aa.ig_end] - ci[aa.ig_first]
+    tpf = tp.astype(np.float64)
+    npig_safe = np.where(valid, npig, 1.0)
+    rc = tpf / np.repeat(np.tile(npig_safe, n_thr), counts)
+    pr = tpf / (fp.astype(np.float64) + tpf + _EPS)
+    # bucket r_j = number of recall thresholds <= rc_j: entry j serves thresholds r < r_j
+    key = _rec_bucket(rc, rec_thrs)
+    key += aa.tp_seg * (n_rec + 1)
+    starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
+    q = np.zeros(n_seg * (n_rec + 1))
+    q[key[starts]] = np.maximum.reduceat(pr, starts)
+    q = q.reshape(n_seg, n_rec + 1)
+    # precision at threshold r = max over buckets > r (reverse cumulative max)
+    prec = np.maximum.accumulate(q[:, :0:-1], axis=1)
+    prec_mean = prec.mean(axis=1).reshape(n_thr, n_cat)
+    tp_tot = (ct[aa.seg_tp_start[1:]] - ct[aa.seg_tp_start[:-1]]).astype(np.float64)
+    recall = tp_tot.reshape(n_thr, n_cat) / npig_safe
+    return prec_mean, recall, valid
+
+
+def _metrics_from_curves(curves: Mapping[int, tuple[np.ndarray, np.ndarray, np.ndarray]],
+                         metrics: Sequence[str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for m in metrics:
+        area, t, kind = _METRIC_SPEC[m]
+        prec, rec, valid = curves[area]
+        arr = prec if kind == "precision" else rec
+        arr = arr[:, valid] if t is None else arr[t:t + 1, valid]
+        out[m] = float(arr.mean()) if arr.size else -1.0
+    return out
+
+
+def accumulate(records: EvalRecords, weights: np.ndarray | None = None,
+               metrics: Sequence[str] = DEFAULT_METRICS) -> dict[str, float]:
+    """COCOeval.accumulate()+summarize() stats with image multiplicities `weights`.
+
+    Why: the per-resample step of the bootstrap; with weights=None (every image once)
+    it reproduces pycocotools' stats. Fractions as in COCOeval.stats, -1 if undefined.
+    """
+    w = (np.ones(records.n_images, dtype=np.int64) if weights is None
+         else np.asarray(weights, dtype=np.int64))
+    if w.shape != (records.n_images,):
+        raise ValueError(f"weights must have shape ({records.n_images},), got {w.shape}")
+    if (w < 0).any():
+        raise ValueError("weights must be non-negative integers")
+    areas = _areas_for(metrics)
+    missing = [a for a in areas if a not in records.areas]
+    if missing:
+        raise ValueError("records were evaluated without the area ranges these metrics need")
+    n_thr = len(records.iou_thrs)
+    curves = {a: _area_curves(records.areas[a], w, n_thr, records.rec_thrs) for a in areas}
+    return _metrics_from_curves(curves, metrics)
+
+
+# ------------------------------------------------------------------------- bootstrap
+@dataclass
+class MetricDelta:
+    """One metric's variant-minus-baseline delta, in AP points (percent)."""
+
+    metric: str
+    point: float  # full-set variant - baseline
+    lo: float  # bootstrap percentile interval of the difference
+    hi: float
+    excludes_zero: bool  # lo > 0 or hi < 0
+    baseline: float  # full-set values
+    variant: float
+    se: float  # bootstrap standard deviation of the difference
+    n_valid: int  # resamples in which the metric is defined for both sets
+
+
+@dataclass
+class BootstrapResult:
+    """Paired image-level bootstrap of variant - baseline (AP points, i.e. percent)."""
+
+    deltas: dict[str, MetricDelta]
+    n_boot: int
+    seed: int
+    level: float
+    n_images: int
+    samples: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+
+    def to_frame(self) -> Any:
+        """One row per metric (pandas DataFrame)."""
+        import pandas as pd
+
+        rows = [dict(vars(d), n_boot=self.n_boot, seed=self.seed, level=self.level,
+                     n_images=self.n_images) for d in self.deltas.values()]
+        return pd.DataFrame(rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (without the bootstrap samples)."""
+        return {"n_boot": self.n_boot, "seed": self.seed, "level": self.level,
+                "n_images": self.n_images,
+                "deltas": {k: vars(v).copy() for k, v in self.deltas.items()}}
+
+
+def _check_pair(a: EvalRecords, b: EvalRecords) -> None:
+    if not (np.array_equal(a.img_ids, b.img_ids) and np.array_equal(a.cat_ids, b.cat_ids)):
+        raise ValueError("paired bootstrap needs both detection sets evaluated on the same "
+                         "ground truth (same image and category ids)")
+
+
+def _stats(rec: EvalRecords, w: np.ndarray, metrics: tuple[str, ...]) -> dict[str, float]:
+    n_thr = len(rec.iou_thrs)
+    curves = {a: _area_curves(rec.areas[a], w, n_thr, rec.rec_thrs) for a in _areas_for(metrics)}
+    return _metrics_from_curves(curves, metrics)
+
+
+def _diff_rows(variant: EvalRecords, baseline: EvalRecords, weights: np.ndarray,
+               metrics: tuple[str, ...]) -> np.ndarray:
+    """(len(weights), len(metrics)) variant - baseline in AP points; NaN where undefined."""
+    out = np.empty((len(weights), len(metrics)))
+    for i, w in enumerate(weights):
+        sv, sb = _stats(variant, w, metrics), _stats(baseline, w, metrics)
+        out[i] = [(sv[m] - sb[m]) * 100.0 if sv[m] >= 0 and sb[m] >= 0 else np.nan
+                  for m in metrics]
+    return out
+
+
+# State handed to forked bootstrap workers (set just before the fork, cleared after).
+_BOOT_STATE: tuple[EvalRecords, EvalRecords, np.ndarray, tuple[str, ...]] | None = None
+
+
+def _boot_chunk(bounds: tuple[int, int]) -> np.ndarray:
+    assert _BOOT_STATE is not None
+    variant, baseline, weights, metrics = _BOOT_STATE
+    return _diff_rows(variant, baseline, weights[bounds[0]:bounds[1]], metrics)
+
+
+def resample_weights(n_images: int, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, n_images) image multiplicities: n_images draws with replacement each.
+
+    Why a separate step: the draws depend only on (n_images, n_boot, seed), so results
+    do not depend on how the resamples are split over workers.
+    """
+    rng = np.random.default_rng(seed)
+    out = np.empty((n_boot, n_images), dtype=np.int32)
+    for i in range(n_boot):
+        out[i] = np.bincount(rng.integers(0, n_images, size=n_images), minlength=n_images)
+    return out
+
+
+def paired_bootstrap(
+    variant: EvalRecords,
+    baseline: EvalRecords,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    workers: int = 1,
+) -> BootstrapResult:
+    """Paired image-level bootstrap interval of variant - baseline COCO metrics.
+
+    Why: one draw of images (with replacement, numpy default_rng(seed)) is applied to
+    BOTH sets, so image difficulty cancels and the interval reflects the variant's
+    effect on this image population. Interval: (1-level)/2 and (1+level)/2 percentiles
+    of the resampled differences; resamples where a metric is undefined (e.g. no small
+    gt drawn) are dropped for that metric (n_valid says how many remain). `workers` > 1
+    splits the resamples over forked processes (same numbers as workers=1).
+    """
+    global _BOOT_STATE
+    _check_pair(variant, baseline)
+    if not 0 < level < 1:
+        raise ValueError("level must be in (0, 1)")
+    metrics = tuple(metrics)
+    for rec in (variant, baseline):
+        if any(a not in rec.areas for a in _areas_for(metrics)):
+            raise ValueError("records were evaluated without the area ranges these metrics need")
+    n_img = variant.n_images
+    ones = np.ones(n_img, dtype=np.int32)
+    full_v, full_b = _stats(variant, ones, metrics), _stats(baseline, ones, metrics)
+    weights = resample_weights(n_img, n_boot, seed)
+    workers = max(1, min(int(workers), n_boot))
+    if workers == 1 or "fork" not in mp.get_all_start_methods():
+        rows = _diff_rows(variant, baseline, weights, metrics)
+    else:
+        edges = np.linspace(0, n_boot, 4 * workers + 1).astype(int)
+        _BOOT_STATE = (variant, baseline, weights, metrics)
+        try:
+            with mp.get_context("fork").Pool(workers) as pool:
+                parts = pool.map(_boot_chunk, list(zip(edges[:-1], edges[1:])))
+        finally:
+            _BOOT_STATE = None
+        rows = np.concatenate(parts) if parts else np.empty((0, len(metrics)))
+    diffs = {m: rows[:, j].copy() for j, m in enumerate(metrics)}
+    q_lo, q_hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+    deltas: dict[str, MetricDelta] = {}
+    for m in metrics:
+        d = diffs[m][~np.isnan(diffs[m])]
+        lo, hi = (np.percentile(d, [q_lo, q_hi]) if len(d) else (np.nan, np.nan))
+        fv, fb = full_v[m], full_b[m]
+        point = (fv - fb) * 100.0 if fv >= 0 and fb >= 0 else np.nan
+        deltas[m] = MetricDelta(
+            metric=m, point=float(point), lo=float(lo), hi=float(hi),
+            excludes_zero=bool(lo > 0 or hi < 0),
+            baseline=fb * 100.0 if fb >= 0 else np.nan,
+            variant=fv * 100.0 if fv >= 0 else np.nan,
+            se=float(d.std(ddof=1)) if len(d) > 1 else np.nan, n_valid=int(len(d)))
+    return BootstrapResult(deltas=deltas, n_boot=n_boot, seed=seed, level=level,
+                           n_images=n_img, samples=diffs)
+
+
+def bootstrap_detections(
+    coco_gt: Any,
+    variant_dets: str | os.PathLike | Sequence[Mapping[str, Any]],
+    baseline_dets: str | os.PathLike | Sequence[Mapping[str, Any]],
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    workers: int = 1,
+) -> BootstrapResult:
+    """evaluate_records on both detection sets (same ground truth), then paired_bootstrap."""
+    gt = load_coco_gt(coco_gt)
+    rv = evaluate_records(gt, variant_dets, metrics=metrics, workers=workers)
+    rb = evaluate_records(gt, baseline_dets, metrics=metrics, workers=workers)
+    return paired_bootstrap(rv, rb, n_boot=n_boot, seed=seed, level=level, metrics=metrics,
+                            workers=workers)
+
+
+def _resolve_ann(ann: str, cell: Path) -> Path:
+    cand = [Path(ann)]
+    if not Path(ann).is_absolute():
+        cand += [cell / ann, cell.parent / ann, Path(__file__).resolve().parents[1] / ann]
+    for c in cand:
+        if c.is_file():
+            return c
+    raise FileNotFoundError(f"ann_file {ann!r} of {cell} not found (tried {[str(c) for c in cand]})")
+
+
+def load_cell(cell_dir: str | os.PathLike) -> tuple[Path, Path]:
+    """(detections.bbox.json, ann_file) of a result-store cell folder."""
+    cell = Path(cell_dir)
+    res = cell / "result.json"
+    dets = cell / "detections.bbox.json"
+    if not res.is_file():
+        raise FileNotFoundError(f"{res} missing")
+    if not dets.is_file():
+        raise FileNotFoundError(f"{dets} missing (cell not evaluated?)")
+    ann = json.loads(res.read_text()).get("ann_file")
+    if not ann:
+        raise ValueError(f"{res} has no ann_file")
+    return dets, _resolve_ann(str(ann), cell)
+
+
+def bootstrap_cells(
+    variant_cell: str | os.PathLike,
+    baseline_cell: str | os.PathLike,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    ann_file: str | os.PathLike | None = None,
+    workers: int = 1,
+) -> BootstrapResult:
+    """Paired bootstrap of two result-store cells (for `bench compare A B`).
+
+    Reads each cell's detections.bbox.json and result.json's ann_file; both cells must
+    have been evaluated on the same annotation file (or pass `ann_file` to override).
+    """
+    dv, av = load_cell(variant_cell)
+    db, ab = load_cell(baseline_cell)
+    if ann_file is None:
+        if av.resolve() != ab.resolve():
+            raise ValueError(f"cells were evaluated on different annotation files: {av} vs {ab}")
+        ann_file = av
+    return bootstrap_detections(ann_file, dv, db, n_boot=n_boot, seed=seed, level=level,
+                                metrics=metrics, workers=workers)
+
+
+# ------------------------------------------------------------------------ seed level
+def seed_deltas(
+    df: Any,
+    metric: str = "AP",
+    *,
+    baseline: str = "baseline",
+    level: float = 0.95,
+    keys: Sequence[str] | None = None,
+    variant_col: str = "variant",
+) -> Any:
+    """Per (detector, variant): seeds, mean, std and a Welch t-interval of mean - baseline mean.
+
+    Why: with several seeds per cell, the difference of seed means with its Welch interval
+    (unequal variances, Satterthwaite df) is the table's honest delta. Rows with
+    status != "done" or a missing metric are dropped. `keys` (default: detector, and
+    source if present) say which rows share a baseline. delta/CI are NaN with < 2 seeds
+    on either side; with zero spread on both sides the interval collapses to the delta.
+    """
+    import pandas as pd
+    from scipy import stats as sst
+
+    d = df.copy()
+    if "status" in d.columns:
+        d = d[d["status"] == "done"]
+    d = d[d[metric].notna()]
+    if keys is None:
+        keys = [k for k in ("detector", "source") if k in d.columns]
+    keys = list(keys)
+    cols = keys + [variant_col, "n", "mean", "std", "delta", "delta_lo", "delta_hi",
+                   "df", "p_value", "excludes_zero"]
+    rows = []
+    for gkey, g in d.groupby(keys, dropna=False, sort=True) if keys else [((), d)]:
+        gkey = gkey if isinstance(gkey, tuple) else (gkey,)
+        base = g.loc[g[variant_col] == baseline, metric].to_numpy(float)
+        for var, gv in g.groupby(variant_col, sort=False):
+            x = gv[metric].to_numpy(float)
+            n, mean = len(x), float(x.mean())
+            std = float(x.std(ddof=1)) if n > 1 else math.nan
+            delta = lo = hi = dof = pval = math.nan
+            if len(base):
+                delta = mean - float(base.mean())
+            if var != baseline and n > 1 and len(base) > 1:
+                va, vb = x.var(ddof=1) / n, base.var(ddof=1) / len(base)
+                se = math.sqrt(va + vb)
+                if se > 0:
+                    dof = (va + vb) ** 2 / (va**2 / (n - 1) + vb**2 / (len(base) - 1))
+                    half = float(sst.t.ppf((1 + level) / 2, dof)) * se
+                    lo, hi = delta - half, delta + half
+                    pval = float(2 * sst.t.sf(abs(delta) / se, dof))
+                else:
+                    lo = hi = delta
+                    pval = 0.0 if delta != 0 else 1.0
+            rows.append(dict(zip(keys, gkey), **{
+                variant_col: var, "n": n, "mean": mean, "std": std, "delta": delta,
+                "delta_lo": lo, "delta_hi": hi, "df": dof, "p_value": pval,
+                "excludes_zero": bool(lo > 0 or hi < 0)}))
+    return pd.DataFrame(rows, columns=cols)

@@ -1,0 +1,420 @@
+"""One self-contained HTML report: inline CSS, images as data URIs, no JS, no fetches.
+
+It opens from disk, can be mailed or attached to an issue, and shows the same
+table model as the text renderers. Every string that comes from results,
+configs or logs goes through :func:`esc` (``html.escape``): an error message
+is data, never markup.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import os
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+from urllib.parse import quote
+
+import pandas as pd
+
+from reports.published import PUBLISHED_PROFILES
+from reports.store import DETECTOR_NAMES, VARIANT_NAMES, read_log_tail
+from reports.table import Block, TableModel
+
+#: Cells listed one by one in the sweep-status section before "and N more".
+MAX_STATUS_CELLS = 200
+#: Per-cell detail rows shown open (more collapse behind <details>).
+OPEN_DETAILS_UP_TO = 40
+
+CSS = """
+:root { --fg:#1d2330; --muted:#667085; --line:#d9dee7; --bg:#ffffff; --soft:#f5f7fa;
+        --ok:#1b7f3b; --bad:#b42318; --warn:#b54708; --accent:#1f4e99; }
+* { box-sizing: border-box; }
+body { margin:0; background:var(--bg); color:var(--fg);
+       font:14px/1.45 -apple-system, "Segoe UI", "DejaVu Sans", Roboto, Helvetica, Arial, sans-serif; }
+main { max-width: 1280px; margin: 0 auto; padding: 20px 28px 48px; }
+h1 { font-size: 24px; margin: 0 0 2px; }
+h2 { font-size: 19px; margin: 30px 0 10px; padding-bottom: 4px; border-bottom: 2px solid var(--line); }
+h3 { font-size: 15px; margin: 18px 0 6px; color: #2a3447; }
+.meta { color: var(--muted); margin: 0 0 12px; }
+.meta code, td code { font-size: 12px; }
+.badges { display:flex; flex-wrap:wrap; gap:8px; margin: 10px 0 4px; }
+.badge { border-radius: 12px; padding: 2px 11px; font-size: 13px; border:1px solid var(--line); background: var(--soft); }
+.badge.done { color: var(--ok); border-color:#abdcbb; background:#eefaf1; }
+.badge.failed, .badge.cancelled { color: var(--bad); border-color:#f3b8b2; background:#fdf0ef; }
+.badge.pending, .badge.running { color: var(--warn); border-color:#f5d0a9; background:#fff7ed; }
+.glance { margin: 8px 0 0; padding-left: 20px; }
+.glance li { margin: 2px 0; }
+table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
+table.ablation { width: 100%; margin: 4px 0 6px; table-layout: fixed; }
+table.ablation th, table.ablation td { padding: 5px 10px; border-bottom: 1px solid var(--line); }
+table.ablation thead th { background: var(--soft); text-align: right; font-weight: 600; border-bottom: 2px solid #b8c0cc; }
+table.ablation thead th.lab { text-align: left; }
+table.ablation th.det { text-align: left; vertical-align: top; font-weight: 600; white-space: nowrap; }
+table.ablation td.rowlabel { color: var(--muted); font-size: 12px; white-space: nowrap; }
+table.ablation td.cell { text-align: right; white-space: nowrap; }
+table.ablation tr.group-start > * { border-top: 1.5px solid #b8c0cc; }
+td.value, td.partial { font-weight: 500; }
+td.reference { color: #475467; background: #f7f8fa; }
+td.failed, td.cancelled { color: var(--bad); font-weight: 700; background: #fdf0ef; }
+td.pending, td.running { color: var(--warn); font-style: italic; }
+td.missing, td.na { color: #98a2b3; }
+.delta { font-size: 12px; color: var(--muted); }
+table[data-block="ap"] .delta.pos { color: var(--ok); }
+table[data-block="ap"] .delta.neg { color: var(--bad); }
+.n { font-size: 11px; color: var(--muted); }
+.partialnote { font-size: 11px; color: var(--bad); }
+ul.notes { color: var(--muted); font-size: 12px; margin: 4px 0 12px; padding-left: 18px; }
+figure { margin: 14px 0 22px; }
+figure img { max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 4px; }
+figcaption { color: var(--muted); font-size: 12px; margin-top: 4px; }
+table.details { font-size: 12px; width: 100%; }
+table.details th, table.details td { padding: 3px 7px; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; white-space: nowrap; }
+table.details th { background: var(--soft); position: sticky; top: 0; }
+table.details td.num { text-align: right; }
+.st-failed, .st-cancelled { color: var(--bad); font-weight: 600; }
+.st-pending, .st-running { color: var(--warn); }
+.st-done { color: var(--ok); }
+.cellstatus { border-left: 4px solid var(--warn); background: #fffaf3; padding: 6px 12px; margin: 10px 0; }
+.cellstatus.failed, .cellstatus.cancelled { border-color: var(--bad); background: #fff6f5; }
+.cellstatus h4 { margin: 2px 0 4px; font-size: 14px; }
+.reason { margin: 2px 0 6px; }
+pre { background: #111827; color: #e5e7eb; padding: 8px 10px; border-radius: 4px; overflow-x: auto;
+      font-size: 12px; line-height: 1.35; max-height: 320px; margin: 4px 0; white-space: pre-wrap; word-break: break-word; }
+details > summary { cursor: pointer; color: var(--accent); margin: 6px 0; }
+footer { color: var(--muted); font-size: 12px; margin-top: 36px; border-top: 1px solid var(--line); padding-top: 8px; }
+"""
+
+
+def esc(x: Any) -> str:
+    """HTML-escape any value from the store (NaN/None -> empty string)."""
+    if x is None or x is pd.NA or (isinstance(x, float) and math.isnan(x)):
+        return ""
+    return html.escape(str(x), quote=True)
+
+
+_KEY_BY_DETECTOR_NAME = {v: k for k, v in DETECTOR_NAMES.items()}
+_KEY_BY_VARIANT_NAME = {v: k for k, v in VARIANT_NAMES.items()}
+_DELTA_RE = re.compile(r"\(([+-])(\d+(?:\.\d+)?%?)(†?)\)")
+_N_RE = re.compile(r" n=(\d+)")
+_PARTIAL_RE = re.compile(r" \[([^\]]*)\]")
+
+
+def _cell_html(text: str) -> str:
+    """Escape a display string, then wrap its delta, n= and [partial] parts for styling."""
+    s = esc(text)
+    s = _DELTA_RE.sub(lambda m: f'<span class="delta {"pos" if m.group(1) == "+" else "neg"}">'
+                                f'({m.group(1)}{m.group(2)}{m.group(3)})</span>', s)
+    s = _N_RE.sub(r' <span class="n">n=\1</span>', s)
+    s = _PARTIAL_RE.sub(r' <span class="partialnote">[\1]</span>', s)
+    return s
+
+
+def block_html(block: Block, profile: str) -> str:
+    """One block as an HTML table; rows carry data-detector/data-row, cells data-variant."""
+    cols = list(block.display.columns)
+    width = f"{70 / max(1, len(cols)):.2f}%"
+    out = [f'<table class="ablation" data-block="{esc(block.key)}" data-profile="{esc(profile)}">',
+           '<colgroup><col style="width:13%"><col style="width:17%">'
+           + "".join(f'<col style="width:{width}">' for _ in cols) + "</colgroup>",
+           "<thead><tr><th class=\"lab\">Detector</th><th class=\"lab\"></th>"]
+    out += [f'<th data-variant="{esc(_KEY_BY_VARIANT_NAME.get(c, c))}">{esc(c)}</th>' for c in cols]
+    out.append("</tr></thead><tbody>")
+    groups: dict[str, int] = {}
+    for det, _row in block.display.index:
+        groups[det] = groups.get(det, 0) + 1
+    seen: set[str] = set()
+    for (det, row), values in block.display.iterrows():
+        states = block.states.loc[(det, row)]
+        first = det not in seen
+        cls = ' class="group-start"' if first else ""
+        out.append(f'<tr{cls} data-detector="{esc(_KEY_BY_DETECTOR_NAME.get(det, det))}" data-row="{esc(row)}">')
+        if first:
+            out.append(f'<th class="det" rowspan="{groups[det]}">{esc(det)}</th>')
+            seen.add(det)
+        out.append(f'<td class="rowlabel">{esc(row)}</td>')
+        for c, v in zip(cols, values):
+            st = str(states[c]) or "value"
+            out.append(f'<td class="cell {esc(st)}" data-variant="{esc(_KEY_BY_VARIANT_NAME.get(c, c))}">'
+                       f"{_cell_html(str(v))}</td>")
+        out.append("</tr>")
+    out.append("</tbody></table>")
+    return "\n".join(out)
+
+
+def _png_tag(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{esc(alt)}">'
+
+
+def _fmt_s(x: Any) -> str:
+    try:
+        s = float(x)
+    except (TypeError, ValueError):
+        return ""
+    if math.isnan(s):
+        return ""
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 7200:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.1f} h"
+
+
+def _fmt_num(x: Any, digits: int = 1) -> str:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return ""
+    return "" if math.isnan(v) else f"{v:.{digits}f}"
+
+
+def _versions(x: Any) -> str:
+    if not isinstance(x, str) or not x:
+        return ""
+    try:
+        v = json.loads(x)
+    except ValueError:
+        return x
+    if isinstance(v, dict):
+        return ", ".join(f"{k} {val}" for k, val in v.items())
+    return x
+
+
+def _log_href(results_dir: Path, out_dir: Path, cell_key: str) -> str | None:
+    log = results_dir / cell_key / "job.log"
+    if not log.is_file():
+        return None
+    rel = os.path.relpath(log, out_dir)
+    return quote(Path(rel).as_posix())
+
+
+def _glance(models: list[TableModel]) -> str:
+    """One line per profile x detector: what SEPC-lite and SEPC gain and cost."""
+    items = []
+    for m in models:
+        num = m.numeric
+        for det in num["detector"].drop_duplicates():
+            parts = []
+            for v in ("sepc_lite", "sepc"):
+                r = num[(num["detector"] == det) & (num["variant"] == v)]
+                if r.empty:
+                    continue
+                r = r.iloc[0]
+                name = VARIANT_NAMES.get(v, v)
+                if pd.isna(r["AP_delta"]):
+                    why = {"not run": "not run", "failed": "FAILED"}.get(r["status"], str(r["status"]))
+                    parts.append(f"{name}: {why if pd.isna(r['AP']) else 'no baseline'}")
+                    continue
+                s = f"{name} {r['AP_delta']:+.1f} AP"
+                if r["n_seeds"] >= 2:
+                    s += f" (n={int(r['n_seeds'])})"
+                if not pd.isna(r.get("published_AP_delta")):
+                    s += f" [published {r['published_AP_delta']:+.1f}]"
+                if not pd.isna(r["latency_pct"]):
+                    s += f", latency {r['latency_pct']:+.1f}%"
+                parts.append(s)
+            if parts:
+                prefix = f"{m.profile} · " if len(models) > 1 else ""
+                items.append(f"<li><b>{esc(prefix + DETECTOR_NAMES.get(det, det))}</b>: {esc('; '.join(parts))}</li>")
+    return f'<ul class="glance">{"".join(items)}</ul>' if items else ""
+
+
+def _status_counts(df: pd.DataFrame, models: list[TableModel]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for s in df["status"].fillna("unknown") if "status" in df.columns else []:
+        counts[str(s)] = counts.get(str(s), 0) + 1
+    not_run = sum(int((m.numeric["status"] == "not run").sum()) for m in models)
+    if not_run:
+        counts["not run"] = not_run
+    order = ["done", "running", "pending", "failed", "cancelled", "not run"]
+    return {k: counts[k] for k in [*order, *sorted(set(counts) - set(order))] if k in counts}
+
+
+def _when(x: Any) -> str:
+    """'2025-11-26 04:10' from an ISO 8601 stamp (the raw text if it is not one)."""
+    if not isinstance(x, str) or not x:
+        return ""
+    m = re.match(r"(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d)", x)
+    return f"{m.group(1)} {m.group(2)}" if m else x
+
+
+#: Provenance columns shown once above the table when every result file agrees.
+_COMMON = (("device", "device", str), ("versions", "versions", _versions), ("git_commit", "commit", lambda x: str(x)[:12]),
+           ("host", "host", str))
+
+
+def _details_table(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> str:
+    common, varying = [], []
+    for col, label, fmt in _COMMON:
+        vals = df[col].dropna().unique() if col in df.columns else []
+        if len(vals) <= 1:
+            if len(vals):
+                common.append(f"{label}: <code>{esc(fmt(vals[0]))}</code>")
+        else:
+            varying.append((col, label, fmt))
+    out = []
+    if common:
+        out.append('<p class="meta">Same for every result file — ' + " · ".join(common) + "</p>")
+    cols = ["cell", "seed", "source", "status", "AP", "latency", "wall time", "iters", "requeues",
+            *[label for _c, label, _f in varying], "config", "job", "finished", "log"]
+    out.append('<table class="details"><thead><tr>' + "".join(f"<th>{c}</th>" for c in cols) + "</tr></thead><tbody>")
+    for r in df.itertuples(index=False):
+        d = r._asdict()
+        st = str(d.get("status") or "unknown")
+        href = _log_href(results_dir, out_dir, str(d.get("cell_key")))
+        log = f'<a href="{esc(href)}">job.log</a>' if href else "—"
+        iters = ""
+        if not pd.isna(d.get("iters_run")) or not pd.isna(d.get("train_iters")):
+            iters = f"{esc(d.get('iters_run'))}/{esc(d.get('train_iters'))}"
+        lat = _fmt_num(d.get("latency_ms"), 1)
+        extra = "".join(f"<td>{esc(fmt(d.get(c)) if isinstance(d.get(c), str) else d.get(c))}</td>"
+                        for c, _l, fmt in varying)
+        out.append(
+            "<tr>"
+            f"<td><code>{esc(d.get('cell_key'))}</code></td>"
+            f'<td class="num">{esc(d.get("seed"))}</td>'
+            f"<td>{esc(d.get('source'))}</td>"
+            f'<td class="st-{esc(st)}">{esc(st)}</td>'
+            f'<td class="num">{_fmt_num(d.get("AP"), 2)}</td>'
+            f'<td class="num">{esc(lat + " ms" if lat else "")}</td>'
+            f'<td class="num">{esc(_fmt_s(d.get("wall_s")))}</td>'
+            f'<td class="num">{iters}</td>'
+            f'<td class="num">{esc(d.get("requeues"))}</td>'
+            f"{extra}"
+            f"<td><code>{esc(d.get('config_hash'))}</code></td>"
+            f"<td>{esc(d.get('job_id'))}</td>"
+            f"<td>{esc(_when(d.get('finished_at')))}</td>"
+            f"<td>{log}</td>"
+            "</tr>"
+        )
+    out.append("</tbody></table>")
+    return "\n".join(out)
+
+
+def _status_section(df: pd.DataFrame, models: list[TableModel], results_dir: Path, out_dir: Path) -> str:
+    counts = _status_counts(df, models)
+    out = ['<h2 id="status">Sweep status</h2>', '<div class="badges">']
+    out += [f'<span class="badge {esc(k.replace(" ", "-"))}">{esc(k)}: {v}</span>' for k, v in counts.items()]
+    out.append("</div>")
+    unreadable = df.attrs.get("unreadable") or []
+    if unreadable:
+        out.append(f'<p class="reason st-failed">{len(unreadable)} result.json could not be read:</p><pre>'
+                   + esc("\n".join(unreadable)) + "</pre>")
+    for m in models:
+        nr = m.numeric[m.numeric["status"] == "not run"]
+        if len(nr):
+            names = ", ".join(f"{a} {b}" for a, b in zip(nr["detector_name"], nr["variant_name"]))
+            prefix = f"{m.profile}: " if len(models) > 1 else ""
+            out.append(f'<p class="reason"><b>Not run</b> (no result in the store): {esc(prefix + names)}</p>')
+    if "status" not in df.columns:
+        return "\n".join(out)
+    bad = df[df["status"].isin(["failed", "cancelled", "running", "pending"])]
+    order = {"failed": 0, "cancelled": 1, "running": 2, "pending": 3}
+    bad = bad.assign(_o=bad["status"].map(order)).sort_values("_o", kind="stable")
+    if bad.empty and not any((m.numeric["status"] == "not run").any() for m in models):
+        out.append('<p class="reason st-done">Every cell finished.</p>')
+    for i, r in enumerate(bad.itertuples(index=False)):
+        if i >= MAX_STATUS_CELLS:
+            out.append(f'<p class="reason">… and {len(bad) - MAX_STATUS_CELLS} more unfinished cells '
+                       "(see the per-cell details).</p>")
+            break
+        d = r._asdict()
+        st = str(d["status"])
+        key = str(d.get("cell_key"))
+        title = (f"{DETECTOR_NAMES.get(d.get('detector'), d.get('detector'))} · "
+                 f"{VARIANT_NAMES.get(d.get('variant'), d.get('variant'))} · seed {d.get('seed')}")
+        if d.get("source") == "released":
+            title += " · released"
+        reason = d.get("error")
+        tail = d.get("log_tail")
+        if not isinstance(tail, str) or not tail.strip():
+            tail = read_log_tail(results_dir / key / "job.log", lines=15)
+        href = _log_href(results_dir, out_dir, key)
+        progress = ""
+        if not pd.isna(d.get("iters_run")) and not pd.isna(d.get("train_iters")) and st in ("running", "failed", "cancelled"):
+            progress = f" — {esc(d.get('iters_run'))}/{esc(d.get('train_iters'))} iterations"
+        out.append(f'<div class="cellstatus {esc(st)}" data-cell="{esc(key)}">')
+        out.append(f'<h4><span class="st-{esc(st)}">{esc(st.upper() if st == "failed" else st)}</span> '
+                   f"{esc(title)} <code>{esc(key)}</code>{progress}</h4>")
+        if isinstance(reason, str) and reason:
+            out.append(f'<p class="reason">Reason: <code>{esc(reason)}</code></p>')
+        elif st in ("failed", "cancelled"):
+            out.append('<p class="reason">Reason: (none recorded)</p>')
+        if isinstance(tail, str) and tail.strip():
+            out.append(f"<pre>{esc(tail)}</pre>")
+        if href:
+            out.append(f'<a href="{esc(href)}">full job.log</a>')
+        out.append("</div>")
+    return "\n".join(out)
+
+
+def render_html(
+    df: pd.DataFrame,
+    models: list[TableModel],
+    plots: dict[str, list[tuple[str, bytes]]],
+    *,
+    results_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    generated_at: datetime | None = None,
+    skipped_plot_profiles: Iterable[str] = (),
+) -> str:
+    """The whole report as one HTML string.
+
+    ``plots`` maps a profile to (caption, PNG bytes) pairs, inlined as data
+    URIs; ``out_dir`` is where the file will live, so that links to each cell's
+    job.log are relative and survive copying the results folder.
+    """
+    results_dir, out_dir = Path(results_dir).resolve(), Path(out_dir).resolve()
+    when = (generated_at or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M UTC")
+    profs = [m.profile for m in models]
+    title = "SEPC ablation — profile " + ", ".join(profs[:4]) + (f" (+{len(profs) - 4} more)" if len(profs) > 4 else "")
+    n_files = len(df)
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{esc(title)}</title>",
+        f"<style>{CSS}</style>",
+        "</head><body><main>",
+        f"<h1>{esc(title)}</h1>",
+        f'<p class="meta">Generated {esc(when)} from <code>{esc(results_dir)}</code> '
+        f"({n_files} result file{'s' if n_files != 1 else ''}). Scale-equalizing Pyramid Convolution "
+        "(SEPC, CVPR 2020) ablation: three detectors × five variants, COCO box AP, latency and cost. "
+        '<a href="#status">Sweep status</a> · <a href="#details">per-cell details</a></p>',
+    ]
+    counts = _status_counts(df, models)
+    out.append('<div class="badges">' + "".join(
+        f'<span class="badge {esc(k.replace(" ", "-"))}">{esc(k)}: {v}</span>' for k, v in counts.items()) + "</div>")
+    out.append(_glance(models))
+    skipped = list(skipped_plot_profiles)
+    for m in models:
+        out.append(f'<h2 id="profile-{esc(m.profile)}">Profile <code>{esc(m.profile)}</code></h2>')
+        if m.profile in PUBLISHED_PROFILES:
+            out.append('<p class="meta">Published values (SEPC, CVPR 2020, R-50-FPN 1x) are shown beside ours.</p>')
+        for b in m.blocks:
+            out.append(f"<h3>{esc(b.title)}</h3>")
+            out.append(block_html(b, m.profile))
+        out.append('<ul class="notes">' + "".join(f"<li>{esc(f)}</li>" for f in m.footnotes) + "</ul>")
+        for caption, png in plots.get(m.profile, []):
+            out.append(f"<figure>{_png_tag(png, caption)}<figcaption>{esc(caption)}</figcaption></figure>")
+    if skipped:
+        out.append(f'<p class="meta">Plots omitted for {len(skipped)} more profiles: {esc(", ".join(skipped))}.</p>')
+    out.append(_status_section(df, models, results_dir, out_dir))
+    out.append('<h2 id="details">Per-cell details</h2>')
+    if len(df):
+        opened = " open" if len(df) <= OPEN_DETAILS_UP_TO else ""
+        out.append(f"<details{opened}><summary>{len(df)} result files: config hash, seed, wall time, device, "
+                   "versions, requeues, job.log</summary>")
+        out.append(_details_table(df, results_dir, out_dir))
+        out.append("</details>")
+    else:
+        out.append('<p class="reason">The store holds no result.json yet.</p>')
+    out.append("<footer>Built by <code>python -m reports</code> from the result store only "
+               "(docs/results-schema.md); the same numbers are in table.csv.</footer>")
+    out.append("</main></body></html>")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,146 @@
+"""Checkpoints: loading mmengine's own under torch >= 2.6, and converting the authors' mmdet-1.x files.
+
+torch >= 2.6 unpickles with ``weights_only=True`` by default and mmengine 0.10.7 does not pass
+``weights_only``, so resuming from an mmengine checkpoint fails on the few non-tensor types it
+stores (the message hub's ``HistoryBuffer``, numpy arrays and scalars). Instead of switching the
+protection off, ``allow_mmengine_checkpoints`` adds exactly those types to torch's allow-list.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+_ALLOWED = False
+
+
+def mmengine_safe_globals() -> list:
+    """The non-tensor types an mmengine checkpoint (meta, message hub, optimizer) holds."""
+    import numpy as np
+    from mmengine.logging import HistoryBuffer
+
+    try:  # numpy >= 2 moved the pickling helpers to numpy._core
+        from numpy._core.multiarray import _reconstruct, scalar
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core.multiarray import _reconstruct, scalar
+    dtype_classes = [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
+    return [HistoryBuffer, _reconstruct, scalar, np.ndarray, np.dtype, *dtype_classes]
+
+
+def allow_mmengine_checkpoints() -> None:
+    """Let ``torch.load(weights_only=True)`` read mmengine checkpoints (idempotent)."""
+    global _ALLOWED
+    if not _ALLOWED and hasattr(torch.serialization, "add_safe_globals"):
+        torch.serialization.add_safe_globals(mmengine_safe_globals())
+        _ALLOWED = True
+
+
+class CheckpointConversionError(ValueError):
+    """A checkpoint that does not map one-to-one onto the model; the message names the keys."""
+
+
+# mmdet 1.x -> this project's mmdet 3.x model. Backbone (ResNet), FPN (ConvModule ``.conv``), the
+# SEPC neck (``neck.1.*``: its names are kept on purpose) and the RetinaNet/FSAF/FreeAnchor heads
+# (``retina_cls``/``retina_reg``/``cls_convs``/``reg_convs``) kept their names from 1.x to 3.x;
+# what changed is the container: DataParallel/DDP prefixes and the file layout. Rules are
+# (pattern, replacement) applied in order; extend them here if a checkpoint needs more.
+# Classification channels need no reordering: 1.x sigmoid heads have 80 outputs, channel c being
+# class c+1 of 1.x's 1-based labels, which is 3.x's label c. Box decoding did change (1.x's +1
+# pixel convention and anchor centres): a released model is evaluated with mmdet's
+# LegacyAnchorGenerator / LegacyDeltaXYWHBBoxCoder, which is a config matter, not a key matter.
+MMDET1_TO_3_RULES: list[tuple[str, str]] = [
+    (r"^module\.", ""),
+    # RetinaNet heads of mmdet <= 0.5.3 used bare nn.Conv2d towers (mmdet's own upgrade rule).
+    (r"((?:cls|reg)_convs\.\d+)\.(weight|bias)$", r"\1.conv.\2"),
+]
+
+
+def map_mmdet1_key(key: str, rules: list[tuple[str, str]] = MMDET1_TO_3_RULES) -> str:
+    for pattern, repl in rules:
+        key = re.sub(pattern, repl, key)
+    return key
+
+
+def _short(keys: list[str], n: int = 12) -> str:
+    more = f" ... (+{len(keys) - n} more)" if len(keys) > n else ""
+    return ", ".join(keys[:n]) + more
+
+
+def convert_state_dict(src: Mapping[str, Tensor], model: nn.Module,
+                       rules: list[tuple[str, str]] = MMDET1_TO_3_RULES) -> dict[str, Tensor]:
+    """Map an mmdet-1.x state dict onto ``model``; every tensor must be used and every model key set.
+
+    Raises CheckpointConversionError naming unmapped keys, shape mismatches and missing keys,
+    with a hint when the deformable layers of checkpoint and model disagree.
+    """
+    target = model.state_dict()
+    out: dict[str, Tensor] = {}
+    unmapped, mismatched = [], []
+    for key, value in src.items():
+        new = map_mmdet1_key(key, rules)
+        if new not in target:
+            unmapped.append(key)
+        elif tuple(target[new].shape) != tuple(value.shape):
+            mismatched.append(f"{key} {tuple(value.shape)} vs model {tuple(target[new].shape)}")
+        else:
+            out[new] = value
+    # BN counters did not exist in old checkpoints; they are bookkeeping, not weights.
+    missing = [k for k in target if k not in out and not k.endswith("num_batches_tracked")]
+    if unmapped or mismatched or missing:
+        parts = []
+        if unmapped:
+            parts.append(f"{len(unmapped)} checkpoint keys map to nothing in the model: "
+                         f"{_short(unmapped)}")
+        if mismatched:
+            parts.append(f"{len(mismatched)} shape mismatches: {_short(mismatched)}")
+        if missing:
+            parts.append(f"{len(missing)} model keys missing from the checkpoint: {_short(missing)}")
+        if any("conv_offset" in k for k in unmapped):
+            parts.append("hint: the checkpoint has deformable (offset) convs that this variant "
+                         "lacks: is it a SEPC / SEPC-lite checkpoint?")
+        if any("conv_offset" in k for k in missing):
+            parts.append("hint: this variant has deformable convs the checkpoint lacks")
+        raise CheckpointConversionError("; ".join(parts))
+    for k, v in target.items():  # keep the model's own BN counters
+        out.setdefault(k, v)
+    return out
+
+
+def read_mmdet1_checkpoint(path: str | Path) -> dict[str, Tensor]:
+    """The state dict of an mmdet-1.x checkpoint file ({'meta', 'state_dict', 'optimizer'})."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    allow_mmengine_checkpoints()
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - re-raised with the reason
+        raise CheckpointConversionError(
+            f"{path}: cannot be read as a weights-only checkpoint ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0]})") from exc
+    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, Mapping) else None
+    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise CheckpointConversionError(f"{path}: no state_dict of tensors in this file")
+    return dict(state)
+
+
+def load_mmdet1_checkpoint(model: nn.Module, path: str | Path) -> dict[str, Tensor]:
+    """Load an mmdet-1.x checkpoint into ``model`` exactly (strict); returns the converted dict."""
+    converted = convert_state_dict(read_mmdet1_checkpoint(path), model)
+    model.load_state_dict(converted, strict=True)
+    return converted
+
+
+def to_mmdet1_state_dict(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The inverse mapping (3.x names -> 1.x names, as a DataParallel-free 1.x file holds them)."""
+    return {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+
+
+def save_mmdet1_checkpoint(state: Mapping[str, Tensor], path: str | Path,
+                           classes: tuple[str, ...] = ()) -> None:
+    """Write ``state`` with the file layout of an mmdet-1.x checkpoint (tests, round trips)."""
+    torch.save({"meta": {"mmdet_version": "1.0rc1+sepc", "CLASSES": tuple(classes)},
+                "state_dict": to_mmdet1_state_dict(state)}, path)

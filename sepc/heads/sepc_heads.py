@@ -1,0 +1,55 @@
+"""mmdet's RetinaNet, FSAF and FreeAnchor heads taking the SEPC neck's (cls, loc) pairs.
+
+Each head subclasses mmdet's own, so losses, assignment and post-processing stay mmdet's. The
+only change is the input of ``forward_single``: a (cls_feat, loc_feat) pair (a plain tensor is
+used for both branches) and ``stacked_convs=0`` by default, so only the final 3x3 predictors
+run on top of the neck.
+"""
+from __future__ import annotations
+
+from mmdet.models.dense_heads import FreeAnchorRetinaHead, FSAFHead, RetinaHead
+from mmdet.registry import MODELS
+from torch import Tensor
+
+
+def split_pair(x: Tensor | tuple[Tensor, Tensor] | list[Tensor]) -> tuple[Tensor, Tensor]:
+    """(cls_feat, loc_feat) from a neck output level; a tensor feeds both branches."""
+    if isinstance(x, (tuple, list)):
+        if len(x) != 2:
+            raise ValueError(f"a SEPC head level takes (cls_feat, loc_feat), got {len(x)} items")
+        return x[0], x[1]
+    return x, x
+
+
+@MODELS.register_module()
+class SEPCRetinaHead(RetinaHead):
+    """RetinaHead on SEPC features (Args as mmdet's RetinaHead; ``stacked_convs`` defaults to 0)."""
+
+    def __init__(self, *args, stacked_convs: int = 0, **kwargs) -> None:
+        super().__init__(*args, stacked_convs=stacked_convs, **kwargs)
+
+    def forward_single(self, x: Tensor | tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        cls_feat, reg_feat = split_pair(x)
+        for conv in self.cls_convs:
+            cls_feat = conv(cls_feat)
+        for conv in self.reg_convs:
+            reg_feat = conv(reg_feat)
+        return self.retina_cls(cls_feat), self.retina_reg(reg_feat)
+
+
+# FSAFHead.forward_single and FreeAnchor's losses call super(): with SEPCRetinaHead placed after
+# mmdet's head in the bases, that super() lands on the pair-aware forward_single above.
+@MODELS.register_module()
+class SEPCFSAFHead(FSAFHead, SEPCRetinaHead):
+    """FSAFHead on SEPC features (anchor-free branch, IoU loss on TBLR targets, as mmdet's)."""
+
+    def __init__(self, *args, stacked_convs: int = 0, **kwargs) -> None:
+        super().__init__(*args, stacked_convs=stacked_convs, **kwargs)
+
+
+@MODELS.register_module()
+class SEPCFreeAnchorRetinaHead(FreeAnchorRetinaHead, SEPCRetinaHead):
+    """FreeAnchorRetinaHead on SEPC features (learning-to-match loss, as mmdet's)."""
+
+    def __init__(self, *args, stacked_convs: int = 0, **kwargs) -> None:
+        super().__init__(*args, stacked_convs=stacked_convs, **kwargs)

@@ -1,0 +1,68 @@
+"""End to end on the local executor: a real smoke cell trains, evaluates, times, and resumes."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+def _bench(*args, **kw):
+    return subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, **kw)
+
+
+def _wait_for(pred, timeout, what):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_killed_cell_resumes_from_its_last_checkpoint(tmp_path):
+    results = tmp_path / "results"
+    args = ("run", "--profile", "smoke", "--detectors", "retinanet", "--variants", "pconv",
+            "--results", str(results), "--max-iters", "100", "--quiet")
+    cell = results / "retinanet__pconv__s0"
+    proc = _bench(*args)
+
+    def past_checkpoint():
+        p = cell / "progress.json"
+        return p.exists() and json.loads(p.read_text()).get("iter", 0) >= 52
+    # checkpoint_interval is 50 in the smoke profile: kill after iteration 50 was saved.
+    _wait_for(past_checkpoint, 400, "iteration 52")
+    first = json.loads((cell / "progress.json").read_text())["iters_run"]
+    row = json.loads((cell / "result.json").read_text())
+    os.killpg(proc.pid, signal.SIGKILL)  # the sweep process
+    os.kill(int(row["pid"]), signal.SIGKILL)  # and the cell's own job process
+    proc.wait()
+    assert (cell / "work_dir" / "last_checkpoint").is_file()
+    assert json.loads((cell / "result.json").read_text())["status"] == "running"
+
+    status = subprocess.run([sys.executable, "-m", "bench", "status", "--profile", "smoke",
+                             "--detectors", "retinanet", "--variants", "pconv", "--results",
+                             str(results)], cwd=REPO, capture_output=True, text=True)
+    assert "interrupted" in status.stdout
+
+    again = _bench(*args)
+    out, _ = again.communicate(timeout=600)
+    assert again.returncode == 0, out
+    row = json.loads((cell / "result.json").read_text())
+    assert row["status"] == "done", row.get("error")
+    log = (cell / "job.log").read_text()
+    assert "resuming retinanet__pconv__s0 from" in log and "iter_50.pth" in log
+    assert row["train_iters"] == 100
+    # The resumed attempt ran only 50 iterations (50 -> 100); a restart would have run 100.
+    assert 50 <= row["iters_run"] - first <= 65, (row["iters_run"], first)
+    for key in ("AP", "AP50", "latency_ms", "latency_paper_ms", "params", "flops"):
+        assert row[key] is not None, key

@@ -1,0 +1,184 @@
+"""The matrix, config resolution, the result store and bad input (no training here)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.configs import Options, config_hash, resolve
+from bench.matrix import Cell, MatrixError, cells, parse_list, parse_seeds, VARIANTS, DETECTORS
+from bench.store import CellStore, atomic_write_json
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def bench_cli(*args, check=False):
+    proc = subprocess.run([sys.executable, "-m", "bench", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="module")
+def coco_root(tmp_path_factory):
+    """A tiny COCO 2017 layout with real-COCO quirks (ids with gaps, crowd, grayscale...)."""
+    from bench.coco_quirks import write_quirks_dataset
+
+    return write_quirks_dataset(tmp_path_factory.mktemp("coco"))
+
+
+def test_matrix_is_15_cells_in_table_order():
+    cs = cells("smoke")
+    assert len(cs) == 15
+    assert [c.detector for c in cs[:5]] == ["retinanet"] * 5
+    assert [c.variant for c in cs[:5]] == list(VARIANTS)
+    assert len({c.key for c in cells("smoke", seeds=[0, 1, 2])}) == 45
+
+
+def test_parse_lists_and_seeds():
+    assert parse_list("fsaf,retinanet", DETECTORS, "detector") == ["fsaf", "retinanet"]
+    assert parse_list(None, VARIANTS, "variant") == list(VARIANTS)
+    assert parse_seeds("3") == [0, 1, 2] and parse_seeds("0,7") == [0, 7]
+    for bad in ("0", "x", "1,1"):
+        with pytest.raises(MatrixError):
+            parse_seeds(bad)
+    with pytest.raises(MatrixError, match="unknown detector 'yolo'"):
+        parse_list("retinanet,yolo", DETECTORS, "detector")
+    with pytest.raises(MatrixError, match="unknown variant"):
+        Cell("smoke", "retinanet", "sepc_heavy")
+
+
+def test_paper_configs_carry_the_published_recipe(coco_root):
+    for det, clip in (("retinanet", 35), ("freeanchor", 35), ("fsaf", 10)):
+        for var in VARIANTS:
+            cfg = resolve(Cell("paper", det, var), Options(data_root=str(coco_root)))
+            assert cfg.optim_wrapper.optimizer.type == "SGD"
+            assert cfg.optim_wrapper.optimizer.lr == 0.01
+            assert cfg.optim_wrapper.optimizer.momentum == 0.9
+            assert cfg.optim_wrapper.optimizer.weight_decay == 1e-4
+            assert cfg.optim_wrapper.clip_grad.max_norm == clip
+            warm, steps = cfg.param_scheduler
+            assert warm.end == 500 and abs(warm.start_factor - 1 / 3) < 1e-9
+            assert steps.milestones == [8, 11] and cfg.train_cfg.max_epochs == 12
+            assert cfg.model.backbone.depth == 50 and cfg.model.backbone.frozen_stages == 1
+            assert cfg.model.backbone.norm_eval is True
+            assert cfg.model.backbone.init_cfg.checkpoint == "torchvision://resnet50"
+            assert cfg.train_dataloader.batch_size == VARIANTS[var].imgs_per_gpu
+            assert cfg.model.bbox_head.num_classes == 3  # from the annotation file
+            if var != "baseline":
+                assert cfg.model.neck[1].lcconv_padding == 0  # faithful by default
+    cfg = resolve(Cell("paper", "retinanet", "baseline"), Options(data_root=str(coco_root)))
+    assert cfg.model.bbox_head.loss_bbox == dict(type="SmoothL1Loss", beta=0.11, loss_weight=1.0)
+    assert cfg.model.bbox_head.anchor_generator.octave_base_scale == 4
+    fa = resolve(Cell("paper", "freeanchor", "sepc"), Options(data_root=str(coco_root)))
+    assert list(fa.model.bbox_head.bbox_coder.target_stds) == [0.1, 0.1, 0.2, 0.2]
+    assert fa.model.bbox_head.loss_bbox.loss_weight == 0.75
+
+
+def test_variant_switches_in_configs(coco_root):
+    o = Options(data_root=str(coco_root))
+    neck = resolve(Cell("paper", "fsaf", "sepc_lite"), o).model.neck
+    assert neck[0].type == "FPN" and neck[1].type == "SEPC"
+    assert (neck[1].iBN, neck[1].pconv_deform, neck[1].lcconv_deform) == (True, False, True)
+    assert resolve(Cell("paper", "fsaf", "baseline"), o).model.neck.type == "FPN"
+    assert resolve(Cell("paper", "fsaf", "sepc"), o).model.bbox_head.type == "SEPCFSAFHead"
+    fixed = resolve(Cell("paper", "fsaf", "sepc"), Options(data_root=str(coco_root),
+                                                           lcconv_padding=1))
+    assert fixed.model.neck[1].lcconv_padding == 1
+
+
+def test_config_hash_is_stable_and_sensitive(coco_root):
+    o = Options(data_root=str(coco_root))
+    a = config_hash(resolve(Cell("paper", "retinanet", "ibn"), o, work_dir="/x"))
+    b = config_hash(resolve(Cell("paper", "retinanet", "ibn"), o, work_dir="/y"))
+    c = config_hash(resolve(Cell("paper", "retinanet", "ibn", seed=1), o))
+    d = config_hash(resolve(Cell("paper", "retinanet", "ibn"), Options(data_root=str(coco_root),
+                                                                      lcconv_padding=1)))
+    assert a == b and len({a, c, d}) == 3
+
+
+def test_plan_paper_json_lists_15_cells(coco_root):
+    proc = bench_cli("plan", "--profile", "paper", "--data-root", str(coco_root), "--json",
+                     check=True)
+    rows = json.loads(proc.stdout)
+    assert len(rows) == 15
+    by = {(r["detector"], r["variant"]): r for r in rows}
+    assert by[("retinanet", "baseline")]["gpus"] == 8
+    assert by[("retinanet", "baseline")]["imgs_per_gpu"] == 2
+    assert by[("fsaf", "sepc")]["gpus"] == 4 and by[("fsaf", "sepc")]["imgs_per_gpu"] == 4
+    assert all(r["lr"] == 0.01 and r["max_epochs"] == 12 for r in rows)
+    assert by[("fsaf", "pconv")]["clip_grad"] == 10
+    assert len({r["config_hash"] for r in rows}) == 15
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--profile", "nope"], "unknown profile 'nope'"),
+    (["--detectors", "yolo"], "unknown detector 'yolo'"),
+    (["--variants", "sepc,big"], "unknown variant 'big'"),
+    (["--seeds", "two"], "--seeds 'two'"),
+    (["--profile", "paper"], "needs --data-root"),
+    (["--data-root", "/nonexistent/coco"], "data root does not exist: /nonexistent/coco"),
+    (["--pretrained", "/nonexistent/r50.pth"], "pretrained checkpoint not found"),
+])
+def test_bad_input_is_one_clear_line(args, message, tmp_path):
+    proc = bench_cli("run", "--results", str(tmp_path / "r"), *args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+    assert not (tmp_path / "r").exists()  # nothing queued, nothing written
+
+
+def test_bad_data_roots(tmp_path, coco_root):
+    import shutil
+
+    from bench.data import DataError, open_coco_root
+
+    root = tmp_path / "coco"
+    shutil.copytree(coco_root, root)
+    (root / "annotations/instances_val2017.json").write_text('{"images": [], "annot')
+    open_coco_root.cache_clear()
+    with pytest.raises(DataError, match="malformed annotation file .*instances_val2017.json"):
+        open_coco_root(root)
+    (root / "annotations/instances_val2017.json").write_text('{"images": []}')
+    with pytest.raises(DataError, match="no annotations, categories key"):
+        open_coco_root(root)
+    (root / "annotations/instances_val2017.json").unlink()
+    with pytest.raises(DataError, match="annotation file missing"):
+        open_coco_root(root)
+    shutil.rmtree(root / "val2017")
+    with pytest.raises(DataError, match="lacks the image folder val2017/"):
+        open_coco_root(root)
+
+
+def test_store_writes_atomically_and_merges(tmp_path):
+    store = CellStore(tmp_path, Cell("smoke", "fsaf", "ibn", 2))
+    store.write(status="running")
+    store.write(status="done", AP=31.5)
+    row = json.loads(store.result_path.read_text())
+    assert row["status"] == "done" and row["AP"] == 31.5 and row["variant"] == "ibn"
+    assert row["cell_key"] == "fsaf__ibn__s2" and row["seed"] == 2
+    # A write that fails half-way leaves the previous complete file and no temp file behind.
+    with pytest.raises(TypeError):
+        atomic_write_json(store.result_path, {"x": _Unserialisable()})
+    assert json.loads(store.result_path.read_text())["AP"] == 31.5
+    assert [p.name for p in store.dir.iterdir()] == ["result.json"]
+
+
+class _Unserialisable:
+    def __repr__(self):
+        raise TypeError("cannot serialise")
+
+
+def test_load_returns_one_row_per_cell(tmp_path):
+    from bench import load
+
+    for i, var in enumerate(["baseline", "pconv"]):
+        CellStore(tmp_path, Cell("smoke", "retinanet", var)).write(status="done", AP=30.0 + i)
+    df = load(tmp_path)
+    assert len(df) == 2
+    for col in ("detector", "variant", "profile", "seed", "status", "AP", "AP50", "APs",
+                "latency_ms", "params", "flops"):
+        assert col in df.columns
+    assert sorted(df["AP"]) == [30.0, 31.0]

@@ -1,0 +1,155 @@
+"""The SEPC neck: parameter counts, level gating, iBN, original checkpoint names."""
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import sepc  # noqa: F401  (registers the modules)
+from sepc.necks import SEPC, integrated_bn
+from sepc.ops import deform_conv2d
+
+VARIANT_ARGS = {
+    "pconv": dict(),
+    "ibn": dict(iBN=True),
+    "sepc_lite": dict(iBN=True, lcconv_deform=True),
+    "sepc": dict(iBN=True, lcconv_deform=True, pconv_deform=True),
+}
+SPEC_PARAMS = {"pconv": 8_261_120, "ibn": 8_264_192, "sepc_lite": 8_347_172, "sepc": 8_845_052}
+
+
+@pytest.mark.parametrize("variant", list(SPEC_PARAMS))
+def test_parameter_counts_match_spec(variant):
+    neck = SEPC(out_channels=256, **VARIANT_ARGS[variant])
+    assert sum(p.numel() for p in neck.parameters()) == SPEC_PARAMS[variant]
+
+
+def _pyramid(n=2, c=8, size=32, levels=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(n, c, max(1, size >> i), max(1, size >> i), generator=g)
+            for i in range(levels)]
+
+
+def test_registered_in_mmdet():
+    from mmdet.registry import MODELS
+
+    for name in ("SEPC", "SEPCRetinaHead", "SEPCFSAFHead", "SEPCFreeAnchorRetinaHead"):
+        assert MODELS.get(name) is not None, name
+
+
+def _ref_term(conv, out_level, x, deform):
+    """One PConv term computed from first principles: plain, or DCN with the same weight."""
+    if not deform or out_level == 0:
+        return F.conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding)
+    off = F.conv2d(x, conv.conv_offset.weight, conv.conv_offset.bias, conv.stride, conv.padding)
+    return deform_conv2d(x, off, conv.weight, conv.stride, conv.padding) + conv.bias.view(1, -1,
+                                                                                        1, 1)
+
+
+def test_output_level_gating_of_pconv():
+    """Output P4's stride-2 term reading P3 is deformable; output P3's upsample term is plain."""
+    neck = SEPC(in_channels=[8] * 5, out_channels=8, Pconv_num=1, pconv_deform=True).eval()
+    pconv = neck.Pconvs[0]
+    with torch.no_grad():
+        for conv in pconv.Pconv:
+            conv.conv_offset.bias.uniform_(-1.5, 1.5)
+    x = _pyramid(c=8)
+    out = pconv(x)
+    c0, c1, c2 = pconv.Pconv
+    # P3 (level 0): every term plain, although the coarser input is P4.
+    p3 = _ref_term(c1, 0, x[0], True) + F.interpolate(
+        _ref_term(c0, 0, x[1], True), size=x[0].shape[-2:], mode="bilinear", align_corners=True)
+    torch.testing.assert_close(out[0], F.relu(p3), rtol=1e-5, atol=1e-5)
+    # P4 (level 1): the stride-2 term reads P3 and is deformable, as are the other two.
+    p4 = (_ref_term(c1, 1, x[1], True) + _ref_term(c2, 1, x[0], True) + F.interpolate(
+        _ref_term(c0, 1, x[2], True), size=x[1].shape[-2:], mode="bilinear", align_corners=True))
+    torch.testing.assert_close(out[1], F.relu(p4), rtol=1e-5, atol=1e-5)
+    plain_p4 = (_ref_term(c1, 1, x[1], False) + _ref_term(c2, 1, x[0], False))
+    assert not torch.allclose(out[1], F.relu(plain_p4 + F.interpolate(
+        _ref_term(c0, 1, x[2], False), size=x[1].shape[-2:], mode="bilinear",
+        align_corners=True)), atol=1e-3)
+    # P7 (top): no coarser term; its finer term is P6 through the stride-2 conv.
+    p7 = _ref_term(c1, 4, x[4], True) + _ref_term(c2, 4, x[3], True)
+    torch.testing.assert_close(out[4], F.relu(p7), rtol=1e-5, atol=1e-5)
+
+
+def test_upsample_is_align_corners_true_to_exact_size():
+    # Odd sizes (a 13x13 level over a 7x7 one): the coarser term is resized to exactly 13x13.
+    neck = SEPC(in_channels=[4] * 2, out_channels=4, num_outs=2, Pconv_num=1).eval()
+    x = [torch.randn(1, 4, 13, 13), torch.randn(1, 4, 7, 7)]
+    c0, c1, _ = neck.Pconvs[0].Pconv
+    up = F.interpolate(F.conv2d(x[1], c0.weight, c0.bias, padding=1), size=(13, 13),
+                       mode="bilinear", align_corners=True)
+    ref = F.relu(F.conv2d(x[0], c1.weight, c1.bias, padding=1) + up)
+    torch.testing.assert_close(neck.Pconvs[0](x)[0], ref)
+
+
+def test_ibn_equals_bn_over_concatenated_pyramid():
+    feats = _pyramid(n=3, c=6, size=16)
+    bn_a, bn_b = nn.BatchNorm2d(6), nn.BatchNorm2d(6)
+    bn_b.load_state_dict(bn_a.state_dict())
+    out = integrated_bn(feats, bn_a)
+    # Reference: statistics over all pixels of all levels at once.
+    flat = torch.cat([f.flatten(2) for f in feats], dim=2)  # (N, C, sum HW)
+    mean = flat.mean(dim=(0, 2), keepdim=True)
+    var = flat.var(dim=(0, 2), unbiased=False, keepdim=True)
+    ref = (flat - mean) / torch.sqrt(var + bn_a.eps)
+    torch.testing.assert_close(torch.cat([o.flatten(2) for o in out], dim=2), ref,
+                               rtol=1e-5, atol=1e-5)
+    bn_b(flat.unsqueeze(2))
+    torch.testing.assert_close(bn_a.running_mean, bn_b.running_mean)
+    torch.testing.assert_close(bn_a.running_var, bn_b.running_var)
+    # Per-level BN would differ: the levels do not share statistics.
+    assert not torch.allclose(out[4], nn.BatchNorm2d(6)(feats[4]), atol=1e-3)
+    # Eval mode: the running statistics of the whole pyramid, not the batch's.
+    bn_a.eval()
+    out_eval = integrated_bn(feats, bn_a)
+    ref_eval = (flat - bn_a.running_mean.view(1, -1, 1)) / torch.sqrt(
+        bn_a.running_var.view(1, -1, 1) + bn_a.eps)
+    torch.testing.assert_close(torch.cat([o.flatten(2) for o in out_eval], dim=2), ref_eval,
+                               rtol=1e-5, atol=1e-5)
+    assert [o.shape for o in out] == [f.shape for f in feats]
+
+
+@pytest.mark.parametrize("padding,expect", [(0, 62), (1, 64)])
+def test_lcconv_padding_option(padding, expect):
+    neck = SEPC(in_channels=[8] * 5, out_channels=8, Pconv_num=1, lcconv_padding=padding).eval()
+    out = neck(_pyramid(c=8, size=64))
+    cls, loc = out[0]
+    assert cls.shape[-1] == loc.shape[-1] == expect  # faithful 0 shrinks each level by 2 px
+    assert len(out) == 5 and all(len(level) == 2 for level in out)
+
+
+def _original_keys(ibn, pconv_deform, lcconv_deform):
+    """The released checkpoints' neck names (sepc-spec.md), written out independently."""
+    keys = []
+    for i in range(4):
+        for j in range(3):
+            keys += [f"Pconvs.{i}.Pconv.{j}.weight", f"Pconvs.{i}.Pconv.{j}.bias"]
+            if pconv_deform:
+                keys += [f"Pconvs.{i}.Pconv.{j}.conv_offset.weight",
+                         f"Pconvs.{i}.Pconv.{j}.conv_offset.bias"]
+        if ibn:
+            keys += [f"Pconvs.{i}.bn.{n}" for n in
+                     ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")]
+    for b in ("c", "l"):
+        keys += [f"{b}conv.weight", f"{b}conv.bias"]
+        if lcconv_deform:
+            keys += [f"{b}conv.conv_offset.weight", f"{b}conv.conv_offset.bias"]
+        if ibn:
+            keys += [f"{b}bn.{n}" for n in
+                     ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")]
+    return keys
+
+
+@pytest.mark.parametrize("variant", list(VARIANT_ARGS))
+def test_original_state_dict_loads_without_renaming(variant):
+    args = VARIANT_ARGS[variant]
+    keys = _original_keys(args.get("iBN", False), args.get("pconv_deform", False),
+                          args.get("lcconv_deform", False))
+    neck = SEPC(out_channels=16, in_channels=[16] * 5, **args)
+    shapes = {k: v.shape for k, v in neck.state_dict().items()}
+    assert sorted(shapes) == sorted(keys)
+    original = {k: torch.randn(shapes[k]) if shapes[k] else torch.tensor(7) for k in keys}
+    result = neck.load_state_dict(original, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    torch.testing.assert_close(neck.Pconvs[2].Pconv[1].weight, original["Pconvs.2.Pconv.1.weight"])
