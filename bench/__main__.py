@@ -1,5 +1,14 @@
+import os
 import sys
 
-from .cli import main
+# mmengine imports pkg_resources, whose deprecation warning would open every command's output
+# (and every job's log: the variable reaches the job processes).
+os.environ.setdefault("PYTHONWARNINGS", "ignore:pkg_resources is deprecated:UserWarning")
+if "ignore:pkg_resources" in os.environ["PYTHONWARNINGS"]:
+    import warnings
+
+    warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
+
+from .cli import main  # noqa: E402
 
 sys.exit(main())

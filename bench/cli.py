@@ -112,10 +112,21 @@ def cmd_run(args) -> int:
         print(f"{len(ids)} cells submitted; `python -m bench status --profile {args.profile} "
               f"--results {results}` shows progress")
         return 0
-    final = run_local(todo, results, opts, jobs=args.jobs, progress=not args.quiet)
+    final = run_local(todo, results, opts, jobs=_jobs(args), progress=not args.quiet)
     bad = {k: s for k, s in final.items() if s != "done"}
     print(f"{len(final) - len(bad)}/{len(final)} cells done in {results}")
     return 1 if bad else 0
+
+
+def _jobs(args) -> int:
+    """--jobs, else as many cells at once as the cores hold at the profile's threads per cell."""
+    if args.jobs:
+        return args.jobs
+    from .configs import load_profile
+    from .sweep import env_threads
+
+    threads = int(load_profile(args.profile).settings.get("threads") or env_threads())
+    return max(1, env_threads() // threads)
 
 
 def cmd_status(args) -> int:
@@ -147,12 +158,12 @@ def cmd_table(args) -> int:
         if todo:
             print(f"running {len(todo)} missing cells of profile {args.profile} into {results}",
                   file=sys.stderr)
-            run_local(todo, results, opts, jobs=args.jobs)
+            run_local(todo, results, opts, jobs=_jobs(args))
     if not results.is_dir():
         print(f"error: no results in {results} (run `python -m bench run --profile "
               f"{args.profile}` or pass --run-missing)", file=sys.stderr)
         return 2
-    paths = build_report(results, args.out or results / "report")
+    paths = build_report(results, args.out or results / "report", echo=True)
     for name, path in paths.items():
         print(f"{name}: {path}")
     return 0
@@ -182,7 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("run", help="run the cells (local) or submit them (slurm)")
     _common(sp)
     sp.add_argument("--executor", choices=("local", "slurm"), default="local")
-    sp.add_argument("--jobs", type=int, default=1, help="local cells run at once (default 1)")
+    sp.add_argument("--jobs", type=int, help="local cells run at once (default: cores / the "
+                    "profile's threads per cell)")
     sp.add_argument("--force", action="store_true", help="rerun done cells from scratch")
     sp.add_argument("--retry-failed", action="store_true", help="rerun only failed/cancelled "
                     "cells")
@@ -218,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", type=Path, help="output folder (default: RESULTS/report)")
     sp.add_argument("--run-missing", action="store_true", help="first run, locally, the cells "
                     "that have no result yet")
-    sp.add_argument("--jobs", type=int, default=1)
+    sp.add_argument("--jobs", type=int, help="local cells run at once (default: cores / threads)")
     sp.set_defaults(func=cmd_table)
 
     sp = sub.add_parser("config", help="print the resolved mmengine config of each cell")

@@ -159,10 +159,14 @@ def _apply_schedule(cfg, profile: Profile, opts: Options) -> None:
     cfg.log_processor = dict(type="LogProcessor", window_size=10, by_epoch=False)
     cfg.train_dataloader.sampler = dict(type="InfiniteSampler", shuffle=True)
     cfg.train_dataloader.pop("batch_sampler", None)
+    # --max-iters stretches or shrinks the profile's schedule: step milestones scale with it.
+    stretch = iters / int(s["max_iters"])
     for sched in cfg.param_scheduler:
-        sched["end"] = min(sched.get("end", iters), iters)
         if "milestones" in sched:
-            sched["milestones"] = [m for m in sched["milestones"] if m < iters]
+            sched["milestones"] = [max(1, round(m * stretch)) for m in sched["milestones"]]
+            sched["end"] = iters
+        else:
+            sched["end"] = min(sched.get("end", iters), iters)
 
 
 def resolve(cell: Cell, opts: Options = Options(), work_dir: str | None = None,
@@ -173,6 +177,7 @@ def resolve(cell: Cell, opts: Options = Options(), work_dir: str | None = None,
     profile = load_profile(cell.profile)
     cfg = Config.fromfile(str(EXPERIMENTS / "_base_" / f"{cell.detector}.py"))
     cfg.merge_from_dict(profile.delta)
+    cfg.merge_from_dict(profile.settings.get("per_detector", {}).get(cell.detector, {}))
     ds = dataset_for(profile, opts)
     _, batch = gpus_and_batch(profile, cell.variant)
     _apply_data(cfg, ds, profile, batch, results_prefix)

@@ -9,6 +9,7 @@ later from any shell.
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -91,8 +92,10 @@ def run_local(cells: list[Cell], results: Path, opts: Options, jobs: int = 1,
     pending = list(cells)
     running: dict[str, tuple[Cell, submitit.Job]] = {}
     final: dict[str, str] = {}
+    # `kill` of the sweep (SIGTERM) cancels its jobs like Ctrl-C does, instead of orphaning them.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     bar = tqdm(total=len(cells), unit="cell", disable=not progress, dynamic_ncols=True,
-               file=sys.stderr)
+               file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 30)
     try:
         while pending or running:
             while pending and len(running) < jobs:
@@ -108,7 +111,8 @@ def run_local(cells: list[Cell], results: Path, opts: Options, jobs: int = 1,
                     if final[key] != "done":
                         bar.write(f"{key}: {final[key]}: "
                                   f"{(CellStore(results, cell).read() or {}).get('error')}")
-            bar.set_postfix_str(_running_text(results, running), refresh=True)
+            bar.set_postfix_str(_running_text(results, running), refresh=False)
+            bar.update(0)
             time.sleep(0.5)
     except KeyboardInterrupt:
         for key, (cell, job) in running.items():

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from mmengine.hooks import Hook
-from mmengine.registry import HOOKS
+from mmdet.registry import HOOKS
 
 from .store import atomic_write_json, read_json
 

@@ -124,7 +124,7 @@ class CellJob(submitit.helpers.Checkpointable):
         try:
             if rank0:
                 store.write(status="running", error=None, log_tail=None, started_at=now(),
-                            host=socket.gethostname(), pid=os.getpid(), job_id=_job_id(),
+                            host=socket.gethostname(), pid=os.getpid(), **_job_ids(),
                             source=cell.source)
             row = self._run(cell, store)
             if rank0:
@@ -153,6 +153,9 @@ class CellJob(submitit.helpers.Checkpointable):
         import torch
         from mmengine.runner import Runner
 
+        import sepc  # noqa: F401  (the config's custom_imports, for a config built in code)
+
+        from . import hooks  # noqa: F401
         from .pretrained import fetch_pretrained
 
         profile = load_profile(cell.profile)
@@ -249,8 +252,10 @@ def _max_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _job_id() -> str:
+def _job_ids() -> dict:
+    """executor (local/slurm/debug) and the scheduler's job id of the running job."""
     try:
-        return str(submitit.JobEnvironment().job_id)
+        env = submitit.JobEnvironment()
+        return dict(executor=env.cluster, job_id=str(env.job_id))
     except RuntimeError:
-        return "local"
+        return dict(executor="inline", job_id=str(os.getpid()))

@@ -50,7 +50,7 @@ def plan(cells: list[Cell], opts: Options = Options()) -> list[PlannedCell]:
 def _alive_here(row: dict) -> bool:
     """A local job still running on this host (its pid alive and not a zombie)."""
     pid = row.get("pid")
-    if row.get("host") != socket.gethostname() or not pid or row.get("job_id") != "local":
+    if row.get("host") != socket.gethostname() or not pid or row.get("executor") == "slurm":
         return False
     try:
         with open(f"/proc/{int(pid)}/status") as fh:
@@ -110,7 +110,7 @@ def status_rows(cells: list[Cell], results: Path) -> list[dict]:
                 status = "running" if status != "requeued" else "running (requeued)"
             elif state == "PENDING":
                 status = "pending" if status != "requeued" else "requeued"
-        elif status == "running" and row.get("job_id") == "local" and not _alive_here(row):
+        elif status == "running" and row.get("executor") != "slurm" and not _alive_here(row):
             status, detail = "interrupted", "local job gone; run again to resume"
         progress = store.progress() or {}
         if status.startswith("running") and progress.get("max_iters"):

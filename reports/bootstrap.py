@@ -74,8 +74,9 @@ _METRIC_SPEC: dict[str, tuple[int, int | None, str]] = {
     "ARl": (3, None, "recall"),
 }
 ALL_METRICS: tuple[str, ...] = tuple(_METRIC_SPEC)
-#: area-range metrics cost about as much again as the area-"all" ones; ask for them.
-DEFAULT_METRICS: tuple[str, ...] = ("AP", "AP50", "AP75")
+#: Area-range metrics (APs/APm/APl, ARs/ARm/ARl) make evaluate() run evaluateImg for
+#: 4 area ranges instead of 1 and about double the resampling time; ask for them.
+DEFAULT_METRICS: tuple[str, ...] = ("AP", "AP50", "AP75", "AR100")
 #: indices of COCOeval.stats for each metric (maxDets=100 ones only).
 _STATS_INDEX = {"AP": 0, "AP50": 1, "AP75": 2, "APs": 3, "APm": 4, "APl": 5,
                 "AR100": 8, "ARs": 9, "ARm": 10, "ARl": 11}
@@ -125,10 +126,24 @@ class _AreaArrays:
     seg_tp_start: np.ndarray  # (T*K+1,) TP-list boundaries per segment
     seg_tp_count: np.ndarray  # (T*K,)
     tp_seg: np.ndarray  # (P,) segment of each TP entry
+    tp_cat: np.ndarray  # (P,) category of each TP entry
     ig_img: np.ndarray  # (Q,) image index of each IG entry
-    ig_sel: np.ndarray  # TP entries with IG entries ranked above them in their segment,
-    ig_end: np.ndarray  # ... the IG-list end (exclusive) of those IG entries
-    ig_first: np.ndarray  # ... and the IG-list start of the segment
+    seg_ig_start: np.ndarray  # (T*K,) IG-list start per segment
+    tp_ig_end: np.ndarray  # (P,) IG-list end of the IG entries ranked above the TP entry
+    # reusable work buffers of _area_curves: fresh large arrays each resample cost more in
+    # page faults than the arithmetic itself
+    ws: dict[tuple[str, str], np.ndarray] = field(default_factory=dict, repr=False,
+                                                  compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:  # pickle without the work buffers
+        return {**self.__dict__, "ws": {}}
+
+    def buf(self, name: str, n: int, dtype: Any) -> np.ndarray:
+        key = (name, np.dtype(dtype).str)
+        b = self.ws.get(key)
+        if b is None or len(b) != n:
+            b = self.ws[key] = np.empty(n, dtype=dtype)
+        return b
 
 
 @dataclass
@@ -285,8 +300,6 @@ def _assemble(per_cat: list[dict[int, tuple]], area: int, n_img: int, n_thr: int
     # IG entries of the same segment ranked above each TP entry (positions never coincide)
     big = int(kept_start[-1]) + 1
     ig_end = np.searchsorted(ig_seg * big + ig_g, tp_seg * big + tp_g, side="left")
-    ig_first = seg_ig_start[tp_seg]
-    ig_sel = np.flatnonzero(ig_end > ig_first)
     gt_img, gt_cat = np.nonzero(gt_count)
     return _AreaArrays(
         n_cat=n_cat,
@@ -300,10 +313,10 @@ def _assemble(per_cat: list[dict[int, tuple]], area: int, n_img: int, n_thr: int
         seg_tp_start=seg_tp_start,
         seg_tp_count=np.diff(seg_tp_start),
         tp_seg=tp_seg,
+        tp_cat=(tp_seg % n_cat).astype(np.intp),
         ig_img=kept_img[ig_g],
-        ig_sel=ig_sel.astype(np.intp),
-        ig_end=ig_end[ig_sel].astype(np.intp),
-        ig_first=ig_first[ig_sel].astype(np.intp),
+        seg_ig_start=seg_ig_start[:-1],
+        tp_ig_end=ig_end.astype(np.intp),
     )
 
 
@@ -335,6 +348,9 @@ def _make_records(p: Any, per_cat: list[dict[int, tuple]], area_idx: tuple[int, 
     std_iou = np.linspace(.5, 0.95, int(np.round((0.95 - .5) / .05)) + 1, endpoint=True)
     if not (np.array_equal(np.asarray(p.iouThrs, float), std_iou) and p.maxDets[-1] == 100):
         raise ValueError("COCOeval params must keep COCO's IoU thresholds and maxDets 100")
+    rec = np.asarray(p.recThrs, float)
+    if not (np.all(np.diff(rec) > 0) and rec[0] >= 0 and rec[-1] <= 1):
+        raise ValueError("recall thresholds must be increasing within [0, 1]")
     return EvalRecords(
         img_ids=np.asarray(p.imgIds, dtype=np.int64),
         cat_ids=np.asarray(p.catIds, dtype=np.int64),
@@ -392,22 +408,44 @@ def evaluate_records(
 
 
 # ------------------------------------------------------------------------ accumulate
-_STD_REC_THRS = np.linspace(.0, 1.00, int(np.round((1.00 - .0) / .01)) + 1, endpoint=True)
+def _recall_lut(n: np.ndarray, rec_thrs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lookup table of "how many recall thresholds does tp/n reach", exactly as pycocotools.
+
+    pycocotools compares rc = fl(tp / n) >= thr (searchsorted of the thresholds into rc).
+    For integer tp and a category's integer number of gt n, fl(m / n) is non-decreasing
+    in m, so each threshold r is reached from the smallest m_r with fl(m_r / n) >= thr_r
+    on. Returns (off (K,), table) with count(tp) = table[off[k] + tp] - R * k for
+    0 <= tp <= n_k; table is the running count over all categories' blocks of n_k + 1.
+    """
+    n_rec = len(rec_thrs)
+    nn = n[:, None]
+    m = np.ceil(rec_thrs[None, :] * nn)  # within one of m_r; fixed with exact comparisons
+    while True:
+        dec = (m > 0) & ((m - 1) / nn >= rec_thrs)
+        if not dec.any():
+            break
+        m -= dec
+    while True:
+        inc = m / nn < rec_thrs
+        if not inc.any():
+            break
+        m += inc
+    sizes = n.astype(np.intp) + 1
+    off = np.zeros(len(n), dtype=np.intp)
+    np.cumsum(sizes[:-1], out=off[1:])
+    counts = np.bincount((off[:, None] + m.astype(np.intp)).ravel(), minlength=int(sizes.sum()))
+    assert counts.sum() == n_rec * len(n)
+    return off, np.cumsum(counts)
 
 
-def _rec_bucket(rc: np.ndarray, rec_thrs: np.ndarray) -> np.ndarray:
-    """Number of recall thresholds <= rc (searchsorted side='right'), fast for COCO's 101."""
-    if len(rec_thrs) == len(_STD_REC_THRS) and np.array_equal(rec_thrs, _STD_REC_THRS):
-        ext = np.append(rec_thrs, np.inf)
-        c = (rc * 100.0).astype(np.intp)  # floor (rc >= 0); off by at most one, fixed below
-        return c + (ext[c] <= rc) + (ext[c + 1] <= rc)
-    return np.searchsorted(rec_thrs, rc, side="right")
-
-
-def _cumsum0(x: np.ndarray, dtype: type) -> np.ndarray:
-    out = np.empty(len(x) + 1, dtype=dtype)
+def _cumsum0(aa: _AreaArrays, name: str, w: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """[0, cumsum(w[idx])] in a reused buffer (take: mode="clip" writes out unbuffered;
+    indices are valid by construction)."""
+    g = aa.buf(name + "_w", len(idx), w.dtype)
+    np.take(w, idx, out=g, mode="clip")
+    out = aa.buf(name, len(idx) + 1, w.dtype)
     out[0] = 0
-    np.cumsum(x, dtype=dtype, out=out[1:])
+    np.cumsum(g, out=out[1:])
     return out
 
 
@@ -418,42 +456,70 @@ def _area_curves(aa: _AreaArrays, w: np.ndarray, n_thr: int, rec_thrs: np.ndarra
     Returns (mean precision over recall thresholds (T, K), recall (T, K), valid (K,)):
     the (T, R, K) precision array is never materialised, only its row means.
     """
-    n_cat = aa.n_cat
-    n_rec = len(rec_thrs)
-    npig = np.bincount(aa.gt_cat, weights=w[aa.gt_img] * aa.gt_cnt, minlength=n_cat)
-    valid = npig > 0
+    n_cat, n_rec, n_tp = aa.n_cat, len(rec_thrs), len(aa.tp_img)
     n_seg = n_thr * n_cat
-    if len(aa.tp_img) == 0:
+    gw = aa.buf("gw", len(aa.gt_img), np.float64)
+    np.take(w.astype(np.float64), aa.gt_img, out=gw, mode="clip")
+    gw *= aa.gt_cnt
+    npig = np.bincount(aa.gt_cat, weights=gw, minlength=n_cat)
+    valid = npig > 0
+    if n_tp == 0:
         z = np.zeros((n_thr, n_cat))
         return z, z.copy(), valid
     # weighted cumulative counts: integers (exact in float64, as in pycocotools)
-    longest = max(len(aa.kept_img), len(aa.tp_img), len(aa.ig_img))
+    longest = max(len(aa.kept_img), n_tp, len(aa.ig_img))
     dt = np.int32 if int(w.max(initial=0)) * longest < 2**31 - 1 else np.int64
-    w = w.astype(dt, copy=False)
-    ck = _cumsum0(w[aa.kept_img], dt)
-    ct = _cumsum0(w[aa.tp_img], dt)
-    counts = aa.seg_tp_count
-    # within a segment: tp = TP weight up to and including the entry; nonfp adds the
-    # weight of ignored detections ranked above; fp = kept weight ranked at/above - nonfp
-    tp = ct[1:] - np.repeat(ct[aa.seg_tp_start[:-1]], counts)
-    fp = ck[aa.tp_kept_end] - np.repeat(ck[aa.kept_seg_start], counts)
-    fp -= tp
-    if len(aa.ig_sel):
-        ci = _cumsum0(w[aa.ig_img], dt)
-        fp[aa.ig_sel] -= ci[aa.ig_end] - ci[aa.ig_first]
-    tpf = tp.astype(np.float64)
+    w = w.astype(dt)
+    ck = _cumsum0(aa, "ck", w, aa.kept_img)
+    ct = _cumsum0(aa, "ct", w, aa.tp_img)
+    # Within segment s (threshold t, category k), for TP entry j:
+    #   tp_j = ct[j+1] - ct[start_s]                       (TP weight ranked at/above j)
+    #   fp_j = (ck[end_j] - ck[kstart_k]) - tp_j - (ci[igend_j] - ci[igstart_s])
+    #        = ck[end_j] - ci[igend_j] - ct[j+1] + C_s     (kept minus TP minus ignored)
+    # with the per-segment constant C_s = ct[start_s] - ck[kstart_k] + ci[igstart_s].
+    base_tp = ct[aa.seg_tp_start[:-1]]
+    const = base_tp - ck[aa.kept_seg_start]
+    tp = aa.buf("tp", n_tp, dt)
+    fp = aa.buf("fp", n_tp, dt)
+    tmp = aa.buf("tmp", n_tp, dt)
+    np.take(ck, aa.tp_kept_end, out=fp, mode="clip")
+    fp -= ct[1:]
+    if len(aa.ig_img):
+        ci = _cumsum0(aa, "ci", w, aa.ig_img)
+        np.take(ci, aa.tp_ig_end, out=tmp, mode="clip")
+        fp -= tmp
+        const += ci[aa.seg_ig_start]
+    np.take(const, aa.tp_seg, out=tmp, mode="clip")
+    fp += tmp
+    np.take(base_tp, aa.tp_seg, out=tp, mode="clip")
+    np.subtract(ct[1:], tp, out=tp)
+    tpf = aa.buf("tpf", n_tp, np.float64)
+    den = aa.buf("den", n_tp, np.float64)
+    pr = aa.buf("pr", n_tp, np.float64)
+    tpf[...] = tp
+    den[...] = fp
+    den += tpf  # pycocotools: tp / (fp + tp + np.spacing(1)), same order of operations
+    den += _EPS
+    np.divide(tpf, den, out=pr)
     npig_safe = np.where(valid, npig, 1.0)
-    rc = tpf / np.repeat(np.tile(npig_safe, n_thr), counts)
-    pr = tpf / (fp.astype(np.float64) + tpf + _EPS)
-    # bucket r_j = number of recall thresholds <= rc_j: entry j serves thresholds r < r_j
-    key = _rec_bucket(rc, rec_thrs)
-    key += aa.tp_seg * (n_rec + 1)
-    starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
-    q = np.zeros(n_seg * (n_rec + 1))
-    q[key[starts]] = np.maximum.reduceat(pr, starts)
-    q = q.reshape(n_seg, n_rec + 1)
+    # key = seg * (R + 1) + number of recall thresholds reached by rc = tp / npig: entry
+    # j serves thresholds r < that number (see _recall_lut)
+    off, table = _recall_lut(npig_safe, rec_thrs)
+    idx = aa.buf("idx", n_tp, np.intp)
+    key = aa.buf("key", n_tp, np.intp)
+    np.take(off, aa.tp_cat, out=idx, mode="clip")
+    idx += tp
+    np.take(table, idx, out=key, mode="clip")
+    kof = aa.ws.get(("key_off", str(n_rec)))
+    if kof is None:  # seg * (R + 1) - R * k
+        kof = aa.ws[("key_off", str(n_rec))] = aa.tp_seg * (n_rec + 1) - n_rec * aa.tp_cat
+    key += kof
+    q = aa.buf("q", n_seg * (n_rec + 1), np.float64)
+    q[...] = 0.0
+    np.maximum.at(q, key, pr)
     # precision at threshold r = max over buckets > r (reverse cumulative max)
-    prec = np.maximum.accumulate(q[:, :0:-1], axis=1)
+    prec = aa.buf("prec", n_seg * n_rec, np.float64).reshape(n_seg, n_rec)
+    np.maximum.accumulate(q.reshape(n_seg, n_rec + 1)[:, :0:-1], axis=1, out=prec)
     prec_mean = prec.mean(axis=1).reshape(n_thr, n_cat)
     tp_tot = (ct[aa.seg_tp_start[1:]] - ct[aa.seg_tp_start[:-1]]).astype(np.float64)
     recall = tp_tot.reshape(n_thr, n_cat) / npig_safe
@@ -483,8 +549,8 @@ def accumulate(records: EvalRecords, weights: np.ndarray | None = None,
          else np.asarray(weights, dtype=np.int64))
     if w.shape != (records.n_images,):
         raise ValueError(f"weights must have shape ({records.n_images},), got {w.shape}")
-    if (w < 0).any():
-        raise ValueError("weights must be non-negative integers")
+    if (w < 0).any() or (weights is not None and np.any(np.asarray(weights) != w)):
+        raise ValueError("weights must be non-negative integers (image multiplicities)")
     areas = _areas_for(metrics)
     missing = [a for a in areas if a not in records.areas]
     if missing:
@@ -669,7 +735,8 @@ def _resolve_ann(ann: str, cell: Path) -> Path:
     for c in cand:
         if c.is_file():
             return c
-    raise FileNotFoundError(f"ann_file {ann!r} of {cell} not found (tried {[str(c) for c in cand]})")
+    tried = [str(c) for c in cand]
+    raise FileNotFoundError(f"ann_file {ann!r} of {cell} not found (tried {tried})")
 
 
 def load_cell(cell_dir: str | os.PathLike) -> tuple[Path, Path]:

@@ -16,7 +16,8 @@ import os
 import re
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 from urllib.parse import quote
 
 import pandas as pd
@@ -73,7 +74,8 @@ figure { margin: 14px 0 22px; }
 figure img { max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 4px; }
 figcaption { color: var(--muted); font-size: 12px; margin-top: 4px; }
 table.details { font-size: 12px; width: 100%; }
-table.details th, table.details td { padding: 3px 7px; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; white-space: nowrap; }
+table.details th, table.details td { padding: 3px 7px; border-bottom: 1px solid var(--line); text-align: left;
+                                     vertical-align: top; white-space: nowrap; }
 table.details th { background: var(--soft); position: sticky; top: 0; }
 table.details td.num { text-align: right; }
 .st-failed, .st-cancelled { color: var(--bad); font-weight: 600; }
@@ -296,11 +298,38 @@ def _details_table(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> str:
     return "\n".join(out)
 
 
+def _sweep_lines(results_dir: Path) -> list[str]:
+    """What sweep.json says was submitted, and the submitted cells that wrote no result.json."""
+    try:
+        sweep = json.loads((results_dir / "sweep.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    cells = sweep.get("cells") if isinstance(sweep, dict) else None
+    if not isinstance(cells, dict):
+        return []
+    by_exec: dict[str, int] = {}
+    orphans = []
+    for key, info in cells.items():
+        info = info if isinstance(info, dict) else {}
+        ex = str(info.get("executor", "?"))
+        by_exec[ex] = by_exec.get(ex, 0) + 1
+        if not (results_dir / str(key) / "result.json").is_file():
+            orphans.append(f"{key} (job {info.get('job_id', '?')}, submitted {info.get('submitted_at', '?')})")
+    execs = ", ".join(f"{n} via {e}" for e, n in by_exec.items())
+    out = [f'<p class="meta">sweep.json: {len(cells)} cells submitted ({esc(execs)}), '
+           f"last update {esc(sweep.get('updated_at', '?'))}.</p>"]
+    if orphans:
+        out.append(f'<p class="reason st-failed">Submitted but no result.json ({len(orphans)}): the job died '
+                   "before writing one, or the folder was not copied.</p><pre>" + esc("\n".join(orphans)) + "</pre>")
+    return out
+
+
 def _status_section(df: pd.DataFrame, models: list[TableModel], results_dir: Path, out_dir: Path) -> str:
     counts = _status_counts(df, models)
     out = ['<h2 id="status">Sweep status</h2>', '<div class="badges">']
     out += [f'<span class="badge {esc(k.replace(" ", "-"))}">{esc(k)}: {v}</span>' for k, v in counts.items()]
     out.append("</div>")
+    out += _sweep_lines(results_dir)
     unreadable = df.attrs.get("unreadable") or []
     if unreadable:
         out.append(f'<p class="reason st-failed">{len(unreadable)} result.json could not be read:</p><pre>'

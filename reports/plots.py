@@ -198,21 +198,38 @@ def plot_training_curves(df: pd.DataFrame, results_dir: str | os.PathLike[str], 
     """Training loss versus iteration (and bbox AP per evaluation) per cell: small multiples.
 
     Rows = detectors, columns = variants; one thin line per seed, the COCO AP of
-    each evaluation on a second axis. A cell without scalars.json says why.
+    each evaluation in orange on one AP scale for the whole figure (right axis).
+    A cell without scalars.json says why.
     """
     d = select_profile(df, profile)
     prof = str(d["profile"].iloc[0]) if len(d) else (profile or "unknown")
     root = Path(results_dir)
     dets, vars_ = _grid(d)
     tr = d[d["source"] == "trained"]
-    # A fixed grid: constrained layout costs seconds with 30 (twin) axes.
+    # Read every curve first: the AP scale is shared by all panels.
+    curves: dict[tuple[str, str], tuple[list[np.ndarray], list[np.ndarray]]] = {}
+    for (det, v), rows in tr.groupby(["detector", "variant"], sort=False):
+        loss_lines, ap_lines = [], []
+        for key in rows["cell_key"]:
+            cur = read_curves(root / str(key))
+            if cur["loss"]:
+                loss_lines.append(np.column_stack([cur["loss_step"], cur["loss"]]))
+            if cur["ap"]:
+                ap_lines.append(np.column_stack([cur["eval_step"], np.asarray(cur["ap"]) * 100]))
+        curves[(str(det), str(v))] = (loss_lines, ap_lines)
+    ap_top = max((float(np.nanmax(a[:, 1])) for _l, aps in curves.values() for a in aps if a.size), default=0.0)
+    ap_top = ap_top * 1.08 if ap_top > 0 else 1.0
+
+    # A fixed grid (constrained layout costs seconds with this many axes), and the AP
+    # drawn in loss coordinates with one secondary AP axis per row instead of a twin
+    # axis per panel: a third of the axes to lay out and draw.
     height = 2.3 * len(dets) + 0.8
     fig = _figure(14.0, height, layout=None)
-    fig.subplots_adjust(left=0.06, right=0.95, top=1 - 0.55 / height, bottom=0.5 / height, wspace=0.28, hspace=0.12)
+    fig.subplots_adjust(left=0.06, right=0.95, top=1 - 0.55 / height, bottom=0.5 / height, wspace=0.12, hspace=0.12)
     axes = fig.subplots(len(dets), len(vars_), sharex=True, sharey="row", squeeze=False)
     any_ap = False
-    twins: list[tuple[int, int, Any]] = []
     for r, det in enumerate(dets):
+        row_ap: list[tuple[Any, list[np.ndarray], float]] = []
         for c, v in enumerate(vars_):
             ax = axes[r][c]
             ax.tick_params(labelsize=7)
@@ -223,33 +240,20 @@ def plot_training_curves(df: pd.DataFrame, results_dir: str | os.PathLike[str], 
                 ax.set_title(VARIANT_NAMES.get(v, v), fontsize=10)
             if c == 0:
                 ax.set_ylabel(f"{DETECTOR_NAMES.get(det, det)}\nloss", fontsize=9)
+            if r == len(dets) - 1:
+                ax.set_xlabel("iteration", fontsize=8)
             rows = tr[(tr["detector"] == det) & (tr["variant"] == v)]
+            loss_lines, ap_lines = curves.get((det, v), ([], []))
             color = DETECTOR_COLORS.get(det, "#444444")
             alpha = 0.9 if len(rows) <= 1 else max(0.15, 0.9 / np.sqrt(len(rows)))
-            drew = False
-            twin = None
-            loss_lines, ap_lines = [], []
-            for key in rows["cell_key"]:
-                cur = read_curves(root / str(key))
-                if cur["loss"]:
-                    loss_lines.append(np.column_stack([cur["loss_step"], cur["loss"]]))
-                if cur["ap"]:
-                    ap_lines.append(np.column_stack([cur["eval_step"], np.asarray(cur["ap"]) * 100]))
             if loss_lines:
                 # one artist per panel, however many seeds: 100 seeds x 15 cells stays fast
                 ax.add_collection(LineCollection(loss_lines, colors=color, linewidths=0.8, alpha=alpha))
                 ax.autoscale_view()
-                drew = True
             if ap_lines:
-                twin = ax.twinx()
-                twin.add_collection(LineCollection(ap_lines, colors="#ff7f0e", linewidths=1, alpha=min(1.0, alpha + 0.1)))
-                pts = np.concatenate(ap_lines)
-                twin.scatter(pts[:, 0], pts[:, 1], s=7, color="#ff7f0e", alpha=min(1.0, alpha + 0.1), linewidths=0)
-                any_ap = True
-            if twin is not None:
-                twins.append((r, c, twin))
+                row_ap.append((ax, ap_lines, min(1.0, alpha + 0.1)))
             bad = [s for s in rows["status"] if s in ("failed", "cancelled", "pending", "running")]
-            if not drew:
+            if not loss_lines and not ap_lines:
                 why = "not run" if rows.empty else (bad[0] if bad else "no scalars.json")
                 ax.text(0.5, 0.5, STATUS_TEXT.get(why, why), ha="center", va="center", transform=ax.transAxes,
                         fontsize=10, color=FAILED_COLOR if why == "failed" else MISSING_COLOR)
@@ -257,21 +261,34 @@ def plot_training_curves(df: pd.DataFrame, results_dir: str | os.PathLike[str], 
                 label = ", ".join(f"{bad.count(s)} {STATUS_TEXT.get(s, s)}" for s in dict.fromkeys(bad))
                 ax.text(0.97, 0.95, label, ha="right", va="top", transform=ax.transAxes, fontsize=8,
                         color=FAILED_COLOR if "failed" in bad else MISSING_COLOR)
-            if len(rows) > 1 and drew:
+            if len(rows) > 1 and loss_lines:
                 ax.text(0.97, 0.05, f"{len(rows)} seeds", ha="right", va="bottom", transform=ax.transAxes,
                         fontsize=7, color="#555555")
-            if r == len(dets) - 1:
-                ax.set_xlabel("iteration", fontsize=8)
-    # One AP scale for every cell, labelled once per row (right-most column).
-    top = max((t.dataLim.y1 for _r, _c, t in twins), default=1.0)
-    last = {r: max(c for rr, c, _t in twins if rr == r) for r, _c, _t in twins}
-    for r, c, t in twins:
-        t.set_ylim(0, top * 1.05)
-        t.yaxis.set_major_locator(MaxNLocator(3))
-        t.tick_params(labelsize=7, colors="#ff7f0e", labelright=(c == last[r]))
-        if c == last[r]:
-            t.set_ylabel("bbox AP", fontsize=8, color="#ff7f0e")
+        if not row_ap:
+            continue
+        any_ap = True
+        lo, hi = axes[r][0].get_ylim()
+        if not any(curves.get((det, v), ([], []))[0] for v in vars_):
+            lo, hi = 0.0, ap_top  # no loss in this row: the AP scale is the row's scale
+        span = hi - lo
+
+        def to_loss(ap: Any, lo: float = lo, span: float = span) -> Any:
+            return lo + np.asarray(ap) / ap_top * span
+
+        def to_ap(y: Any, lo: float = lo, span: float = span) -> Any:
+            return (np.asarray(y) - lo) / span * ap_top
+
+        for ax, ap_lines, a in row_ap:
+            mapped = [np.column_stack([x[:, 0], to_loss(x[:, 1])]) for x in ap_lines]
+            ax.add_collection(LineCollection(mapped, colors="#ff7f0e", linewidths=1, alpha=a), autolim=False)
+            pts = np.concatenate(mapped)
+            ax.scatter(pts[:, 0], pts[:, 1], s=7, color="#ff7f0e", alpha=a, linewidths=0)
+        axes[r][0].set_ylim(lo, hi)
+        sec = axes[r][-1].secondary_yaxis("right", functions=(to_ap, to_loss))
+        sec.yaxis.set_major_locator(MaxNLocator(3))
+        sec.tick_params(labelsize=7, colors="#ff7f0e")
+        sec.set_ylabel("bbox AP", fontsize=8, color="#ff7f0e")
     title = f"Training curves — profile {prof}: loss (left)"
-    title += ", COCO bbox AP per evaluation (right, orange)" if any_ap else ""
+    title += ", COCO bbox AP per evaluation (orange, right axis)" if any_ap else ""
     fig.suptitle(title, fontsize=11, x=0.01, ha="left")
     return fig

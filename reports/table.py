@@ -19,7 +19,8 @@ import io
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -458,7 +459,8 @@ def build_table(df: pd.DataFrame, profile: str | None = None) -> TableModel:
         for v, vn in zip(variants, vnames):
             c = cells.get((d, v, "trained"))
             rec = num[(d, v)]
-            for row, col, pct in (("model step", "latency_ms", "latency_pct"), ("paper protocol", "latency_paper_ms", "latency_paper_pct")):
+            for row, col, pct in (("model step", "latency_ms", "latency_pct"),
+                                  ("paper protocol", "latency_paper_ms", "latency_paper_pct")):
                 if row == "paper protocol" and not has_paper_lat:
                     continue
                 if c is None:

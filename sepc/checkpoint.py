@@ -2,11 +2,15 @@
 
 torch >= 2.6 unpickles with ``weights_only=True`` by default and mmengine 0.10.7 does not pass
 ``weights_only``, so resuming from an mmengine checkpoint fails on the few non-tensor types it
-stores (the message hub's ``HistoryBuffer``, numpy arrays and scalars). Instead of switching the
-protection off, ``allow_mmengine_checkpoints`` adds exactly those types to torch's allow-list.
+stores: the message hub's ``HistoryBuffer`` (whose statistics methods pickle as
+``getattr(HistoryBuffer, 'mean')``), numpy arrays, scalars and dtypes. Instead of switching the
+protection off, ``allow_mmengine_checkpoints`` replaces mmengine's local-file loader by one that
+still loads with ``weights_only=True`` and allows exactly those types, for its own loads only:
+torch's global allow-list is left as it is.
 """
 from __future__ import annotations
 
+import os.path as osp
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,15 +31,30 @@ def mmengine_safe_globals() -> list:
     except ImportError:  # pragma: no cover - numpy 1.x
         from numpy.core.multiarray import _reconstruct, scalar
     dtype_classes = [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
-    return [HistoryBuffer, _reconstruct, scalar, np.ndarray, np.dtype, *dtype_classes]
+    # getattr: only ever applied to these allowed objects; the unpickler refuses to call what it
+    # returns unless that is itself allowed.
+    return [HistoryBuffer, getattr, _reconstruct, scalar, np.ndarray, np.dtype, *dtype_classes]
+
+
+def load_mmengine_file(filename: str, map_location=None):
+    """mmengine's local checkpoint loader, weights-only with mmengine's own types allowed."""
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f"{filename} can not be found.")
+    with torch.serialization.safe_globals(mmengine_safe_globals()):
+        return torch.load(filename, map_location=map_location, weights_only=True)
 
 
 def allow_mmengine_checkpoints() -> None:
-    """Let ``torch.load(weights_only=True)`` read mmengine checkpoints (idempotent)."""
+    """Route mmengine's local checkpoint loads (resume, load_from) through
+    ``load_mmengine_file`` (idempotent)."""
     global _ALLOWED
-    if not _ALLOWED and hasattr(torch.serialization, "add_safe_globals"):
-        torch.serialization.add_safe_globals(mmengine_safe_globals())
-        _ALLOWED = True
+    if _ALLOWED:
+        return
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    CheckpointLoader.register_scheme(prefixes="", force=True)(load_mmengine_file)
+    _ALLOWED = True
 
 
 class CheckpointConversionError(ValueError):
@@ -114,9 +133,8 @@ def read_mmdet1_checkpoint(path: str | Path) -> dict[str, Tensor]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    allow_mmengine_checkpoints()
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = load_mmengine_file(str(path), map_location="cpu")
     except Exception as exc:  # noqa: BLE001 - re-raised with the reason
         raise CheckpointConversionError(
             f"{path}: cannot be read as a weights-only checkpoint ({type(exc).__name__}: "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import pickle
 
 import numpy as np
 import pandas as pd
@@ -102,6 +103,18 @@ def test_identity_with_score_ties_and_gt_only_category() -> None:
     assert_matches_pycocotools(bs.accumulate(rec, None, bs.ALL_METRICS), coco_stats(gt, dets))
 
 
+def test_recall_lut_matches_float_comparison() -> None:
+    """count(tp) equals pycocotools' float comparison rc = tp / n >= thr, ties included."""
+    thr = np.linspace(.0, 1.00, int(np.round((1.00 - .0) / .01)) + 1, endpoint=True)
+    n = np.arange(1, 700, dtype=float)
+    off, table = bs._recall_lut(n, thr)
+    for k in range(len(n)):
+        tp = np.arange(int(n[k]) + 1)
+        want = np.searchsorted(thr, tp / n[k], side="right")
+        got = table[off[k] + tp] - len(thr) * k
+        np.testing.assert_array_equal(got, want)
+
+
 def test_no_detections() -> None:
     gt = make_gt(10, 7)
     rec = bs.evaluate_records(gt, [])
@@ -157,6 +170,11 @@ def test_workers_give_same_records() -> None:
     assert bs.accumulate(r3, w, ("AP", "AR100")) == bs.accumulate(r1, w, ("AP", "AR100"))
     with pytest.raises(ValueError):
         bs.accumulate(r3, w, ("APs",))
+    with pytest.raises(ValueError):
+        bs.accumulate(r1, w + 0.5)
+    # records pickle (e.g. to cache them) without their work buffers
+    r4 = pickle.loads(pickle.dumps(r1))
+    assert bs.accumulate(r4, w, bs.ALL_METRICS) == bs.accumulate(r1, w, bs.ALL_METRICS)
     # bootstrap split over forked workers: identical samples
     rb = bs.evaluate_records(gt, make_dets(gt, 13))
     b1 = bs.paired_bootstrap(r1, rb, n_boot=40, seed=3, metrics=bs.ALL_METRICS)

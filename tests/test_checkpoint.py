@@ -21,10 +21,12 @@ def _model(detector, variant, seed=0):
 
 
 def test_mmengine_checkpoint_loads_with_weights_only(tmp_path):
-    """What mmengine's Runner saves (message hub with HistoryBuffer, numpy values) loads under
-    torch's default weights_only=True once sepc is imported; no global switch is flipped."""
+    """What mmengine's Runner saves (message hub with HistoryBuffer, numpy values) loads through
+    mmengine's loader once sepc is imported, still weights-only; torch's global allow-list is
+    untouched and arbitrary code is still refused."""
     import numpy as np
     from mmengine.logging import HistoryBuffer, MessageHub
+    from mmengine.runner.checkpoint import _load_checkpoint
 
     hub = MessageHub.get_instance("ckpt-test")
     hub.update_scalar("train/loss", 1.5)
@@ -32,8 +34,11 @@ def test_mmengine_checkpoint_loads_with_weights_only(tmp_path):
     ckpt = dict(meta=dict(epoch=1, iter=10, seed=np.int64(3), arr=np.arange(3)),
                 message_hub=hub.state_dict(), state_dict={"w": torch.ones(2)})
     torch.save(ckpt, tmp_path / "c.pth")
-    loaded = torch.load(tmp_path / "c.pth")  # torch's default: weights_only=True
-    assert isinstance(loaded["message_hub"]["log_scalars"]["train/loss"], HistoryBuffer)
+    with pytest.raises(Exception, match="[Ww]eights only"):
+        torch.load(tmp_path / "c.pth")  # torch's default is unchanged: weights_only=True
+    loaded = _load_checkpoint(str(tmp_path / "c.pth"), map_location="cpu")
+    buf = loaded["message_hub"]["log_scalars"]["train/loss"]
+    assert isinstance(buf, HistoryBuffer) and buf.mean() == 1.5
     assert torch.equal(loaded["state_dict"]["w"], torch.ones(2))
 
     class Evil:
@@ -42,7 +47,7 @@ def test_mmengine_checkpoint_loads_with_weights_only(tmp_path):
 
     torch.save({"x": Evil()}, tmp_path / "evil.pth")
     with pytest.raises(Exception, match="[Ww]eights only"):
-        torch.load(tmp_path / "evil.pth")  # arbitrary code is still refused
+        _load_checkpoint(str(tmp_path / "evil.pth"), map_location="cpu")
 
 
 def test_old_retinanet_tower_names_are_renamed():

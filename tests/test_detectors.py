@@ -43,7 +43,7 @@ def test_trains_and_predicts(detector, variant):
     model.train()
     losses = []
     for _ in range(8):
-        loss, _ = model.parse_losses(model.loss(**data))
+        loss, _ = model.parse_losses(model(**data, mode="loss"))
         assert torch.isfinite(loss), f"{detector}/{variant}: loss {loss}"
         opt.zero_grad()
         loss.backward()

@@ -26,7 +26,13 @@ def coco_root(tmp_path_factory):
     """A tiny COCO 2017 layout with real-COCO quirks (ids with gaps, crowd, grayscale...)."""
     from bench.coco_quirks import write_quirks_dataset
 
-    return write_quirks_dataset(tmp_path_factory.mktemp("coco"))
+    import shutil
+
+    root = write_quirks_dataset(tmp_path_factory.mktemp("coco")).root
+    shutil.copytree(root / "val2017", root / "train2017")  # the same images serve as train split
+    shutil.copy(root / "annotations/instances_val2017.json",
+                root / "annotations/instances_train2017.json")
+    return root
 
 
 def test_matrix_is_15_cells_in_table_order():

@@ -22,6 +22,7 @@ from fixtures.results import (
     result_row,
     write_cell,
     write_smoke_results,
+    write_sweep,
     write_synthetic_results,
 )
 from reports.build import build_report, main
@@ -196,7 +197,8 @@ def test_latency_is_median_and_percent_over_baseline(smoke, smoke_df) -> None:
     assert rec["latency_pct"] == pytest.approx((lat.median() / base.median() - 1) * 100)
     cell = smoke.block("latency").display.loc[("RetinaNet", "model step"), "SEPC"]
     assert cell == f"{lat.median():.1f} ms ({rec['latency_pct']:+.1f}%)"
-    assert smoke.block("cost").display.loc[("RetinaNet", "params (M)"), "Baseline"] == f"{rec['params_M'] - rec['params_M_delta']:.2f}"
+    base_params = rec["params_M"] - rec["params_M_delta"]
+    assert smoke.block("cost").display.loc[("RetinaNet", "params (M)"), "Baseline"] == f"{base_params:.2f}"
 
 
 def test_paper_profile_shows_published_released_and_difference(paper_dir: Path) -> None:
@@ -450,6 +452,15 @@ def test_default_out_dir_and_cli(smoke_dir: Path, tmp_path: Path, capsys: pytest
     assert main([str(tmp_path / "nope"), "-q"]) == 2
     with pytest.raises(SystemExit):
         main([str(smoke_dir), "--format", "pdf"])
+
+
+def test_sweep_json_cells_without_result_are_named(tmp_path: Path) -> None:
+    write_cell(tmp_path, result_row("smoke", "retinanet", "baseline"))
+    write_sweep(tmp_path, "slurm", extra={"fsaf__sepc__s0": {"executor": "slurm", "job_id": "77_3<x>",
+                                                              "submitted_at": "2025-11-26T04:00:00Z"}})
+    page = build_report(tmp_path, tmp_path / "out", ["html"])["html"].read_text(encoding="utf-8")
+    assert "2 cells submitted (2 via slurm)" in page
+    assert "Submitted but no result.json (1)" in page and "fsaf__sepc__s0 (job 77_3&lt;x&gt;" in page
 
 
 def test_empty_and_all_failed_stores_do_not_crash(tmp_path: Path) -> None:
