@@ -180,6 +180,58 @@ def cmd_config(args) -> int:
     return 0
 
 
+def _cell_dir(results: Path, name: str) -> Path:
+    """A cell given as a folder, or as a key (retinanet__sepc__s0) or detector/variant[/seed]."""
+    path = Path(name)
+    if (path / "result.json").is_file():
+        return path
+    parts = name.split("/")
+    key = name if len(parts) == 1 else f"{parts[0]}__{parts[1]}__s{parts[2] if len(parts) > 2 else 0}"
+    if (results / key / "result.json").is_file():
+        return results / key
+    from .matrix import MatrixError
+
+    raise MatrixError(f"no result for cell {name!r} in {results}")
+
+
+def cmd_compare(args) -> int:
+    """A minus B: both cells' metrics, the paired image-level bootstrap interval, the verdict."""
+    from reports.bootstrap import bootstrap_cells
+
+    from .store import read_json
+
+    results = (args.results or default_results(args.profile)).resolve()
+    a, b = _cell_dir(results, args.a), _cell_dir(results, args.b)
+    rows = [read_json(a / "result.json"), read_json(b / "result.json")]
+    for row, path in zip(rows, (a, b)):
+        if row.get("status") != "done":
+            from .matrix import MatrixError
+
+            raise MatrixError(f"cell {path.name} is {row.get('status')}, not done")
+    try:
+        res = bootstrap_cells(a, b, n_boot=args.n_boot, seed=args.seed, level=args.level)
+    except (ValueError, FileNotFoundError) as exc:
+        from .matrix import MatrixError
+
+        raise MatrixError(f"cannot compare {a.name} with {b.name}: {exc}") from None
+    if args.json:
+        print(json.dumps(dict(a=a.name, b=b.name, **res.to_dict()), indent=1, default=float))
+        return 0
+    pct = round(100 * args.level)
+    print(f"A = {a.name}   B = {b.name}   ({res.n_images} images, {res.n_boot} paired "
+          f"resamples, seed {res.seed})")
+    print(f"{'metric':8} {'A':>7} {'B':>7} {'A-B':>7}   {pct}% interval      verdict")
+    for name, d in res.deltas.items():
+        verdict = "significant" if d.excludes_zero else "not significant"
+        print(f"{name:8} {d.variant:7.2f} {d.baseline:7.2f} {d.point:+7.2f}   "
+              f"[{d.lo:+6.2f}, {d.hi:+6.2f}]   {verdict}")
+    for label, row in (("A", rows[0]), ("B", rows[1])):
+        lat = row.get("latency_ms")
+        print(f"{label}: latency {lat:.1f} ms" if lat else f"{label}: latency n/a", end="")
+        print(f", params {row.get('params')}, config {row.get('config_hash')}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description="sepc-bench: the SEPC "
                                 "ablation matrix, run locally or on SLURM.")
@@ -232,6 +284,18 @@ def build_parser() -> argparse.ArgumentParser:
                     "that have no result yet")
     sp.add_argument("--jobs", type=int, help="local cells run at once (default: cores / threads)")
     sp.set_defaults(func=cmd_table)
+
+    sp = sub.add_parser("compare", help="A minus B with a paired image-level bootstrap interval")
+    sp.add_argument("a", help="cell A: a key (retinanet__sepc__s0), detector/variant[/seed] or "
+                    "a cell folder")
+    sp.add_argument("b", help="cell B (the reference, e.g. retinanet/baseline)")
+    sp.add_argument("--profile", default="smoke")
+    sp.add_argument("--results", type=Path, help="result store (default: results/<profile>)")
+    sp.add_argument("--n-boot", type=int, default=1000, help="resamples (default 1000)")
+    sp.add_argument("--seed", type=int, default=0, help="resampling seed (default 0)")
+    sp.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_compare)
 
     sp = sub.add_parser("config", help="print the resolved mmengine config of each cell")
     _common(sp)

@@ -169,8 +169,11 @@ class CellJob(submitit.helpers.Checkpointable):
         if pretrained:
             cfg.model.backbone.init_cfg.checkpoint = pretrained
         cfg.val_evaluator["outfile_prefix"] = str(store.dir / "detections")
-        if int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        if int(os.environ.get("SLURM_NTASKS", "1")) > 1:  # one task per GPU: DDP
             cfg.launcher = "slurm"
+            # Array tasks sharing a node must not share mmengine's default port 29500.
+            os.environ.setdefault("MASTER_PORT", str(20000 + int(os.environ.get(
+                "SLURM_JOB_ID", "0")) % 20000))
         cfg.resume = (store.work_dir / "last_checkpoint").is_file()
         if cfg.resume:
             print(f"[sepc-bench] resuming {cell.key} from "
