@@ -193,6 +193,9 @@ class CellJob(submitit.helpers.Checkpointable):
         row = {AP_KEYS[k.split("bbox_", 1)[1]]: round(100 * float(v), 3)
                for k, v in metrics.items() if k.startswith("coco/bbox_")
                and k.split("bbox_", 1)[1] in AP_KEYS}
+        if not row:  # CocoMetric returns nothing when no box passed the score threshold
+            row = dict.fromkeys(AP_KEYS.values(), 0.0)
+            row["note"] = "no detections above the score threshold: AP 0"
         row.update(self._measure(runner, profile))
         progress = store.progress() or {}
         row.update(

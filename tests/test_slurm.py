@@ -111,10 +111,14 @@ def test_submit_status_results_and_failure(tmp_path):
     df = load(results).set_index("variant")
     assert df.loc["baseline", "status"] == "done" and df.loc["baseline", "AP50"] >= 0
     assert df.loc["baseline", "job_id"] == ids["retinanet__baseline__s0"]
-    st = bench("status", "--json", *smoke(results, "baseline,pconv"))
-    by = {r["cell"]: r for r in json.loads(st.stdout)}
+    def states():
+        st = bench("status", "--json", *smoke(results, "baseline,pconv"))
+        by = {r["cell"]: r for r in json.loads(st.stdout)}
+        # the row is written before the job process exits: sacct follows a moment later
+        return by if by["retinanet__baseline__s0"]["scheduler"] == "COMPLETED" else None
+    by = wait(states, 60, "sacct to show COMPLETED")
     assert by["retinanet__pconv__s0"]["status"] == "failed"
-    assert by["retinanet__baseline__s0"]["scheduler"] == "COMPLETED"
+    assert by["retinanet__pconv__s0"]["scheduler"] == "FAILED"
 
     shutil.rmtree(broken)
     out = bench("run", "--executor", "slurm", "--retry-failed", "--max-iters", "20",

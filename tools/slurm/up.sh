@@ -203,6 +203,8 @@ AccountingStorageHost=127.0.0.1
 AccountingStoragePort=$((PORT + 2))
 # clients and slurmctld authenticate to slurmdbd with this (not AuthInfo): our munge socket
 AccountingStoragePass=socket=$MUNGE_SOCK
+# like a real site: jobs need an account association (a wrong --account is refused at submit)
+AccountingStorageEnforce=associations
 JobCompType=jobcomp/none
 NodeName=$HOST NodeAddr=127.0.0.1 $topo RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
@@ -315,6 +317,14 @@ wait_up slurmd "node $HOST idle in sinfo" node_ready
 [ -z "$RESUMED" ] || log "node $HOST was $RESUMED: resumed it"
 acct_ready() { sacct -n -X -S now-1minute >/dev/null && sacctmgr -n -P list cluster format=cluster | grep -qx "$CLUSTER"; }
 wait_up slurmdbd "sacct and cluster $CLUSTER registered in accounting" acct_ready
+# One account, and an association for root and the invoking user (idempotent).
+assoc_user=${SUDO_USER:-$(id -un)}
+sacctmgr -n -P list account format=account | grep -qx sepc || \
+  sacctmgr -i -Q add account sepc Cluster="$CLUSTER" Description=sepc-bench >/dev/null
+for u in root "$assoc_user"; do
+  sacctmgr -n -P list assoc user="$u" format=account | grep -qx sepc || \
+    sacctmgr -i -Q add user "$u" DefaultAccount=sepc Account=sepc Cluster="$CLUSTER" >/dev/null
+done
 
 # A daemon that kept running did not read a config rewritten with new content.
 stale=()
