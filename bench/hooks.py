@@ -58,7 +58,3 @@ class CellProgressHook(Hook):
 
     def before_test(self, runner) -> None:
         self._write(runner, "test", force=True)
-
-    @property
-    def iters_run(self) -> int:
-        return self._run_before + self._run_now

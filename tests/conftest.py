@@ -1,4 +1,5 @@
 import os
+import time
 
 import pytest
 
@@ -12,3 +13,14 @@ def _threads():
 
     torch.set_num_threads(2)
     torch.manual_seed(0)
+
+
+def wait_for(pred, timeout: float, what: str, poll: float = 0.5):
+    """Poll ``pred`` until it returns something truthy (returned), or fail after ``timeout``."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        value = pred()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

@@ -4,10 +4,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -17,16 +17,6 @@ def _bench(*args, **kw):
     return subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True, **kw)
-
-
-def _wait_for(pred, timeout, what):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_killed_cell_resumes_from_its_last_checkpoint(tmp_path):
@@ -40,7 +30,7 @@ def test_killed_cell_resumes_from_its_last_checkpoint(tmp_path):
         p = cell / "progress.json"
         return p.exists() and json.loads(p.read_text()).get("iter", 0) >= 52
     # checkpoint_interval is 50 in the smoke profile: kill after iteration 50 was saved.
-    _wait_for(past_checkpoint, 400, "iteration 52")
+    wait_for(past_checkpoint, 400, "iteration 52")
     first = json.loads((cell / "progress.json").read_text())["iters_run"]
     row = json.loads((cell / "result.json").read_text())
     os.killpg(proc.pid, signal.SIGKILL)  # the sweep process

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -33,16 +34,6 @@ def bench(*args, check=True, timeout=300):
 def row(results, key):
     p = Path(results) / key / "result.json"
     return json.loads(p.read_text()) if p.exists() else {}
-
-
-def wait(pred, timeout, what):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        value = pred()
-        if value:
-            return value
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def smoke(results, variants, *extra):
@@ -100,7 +91,7 @@ def test_submit_status_results_and_failure(tmp_path):
     st = bench("status", *smoke(results, "baseline,pconv"))
     assert "retinanet__baseline__s0" in st.stdout
 
-    wait(lambda: row(results, "retinanet__baseline__s0").get("status") == "done"
+    wait_for(lambda: row(results, "retinanet__baseline__s0").get("status") == "done"
          and row(results, "retinanet__pconv__s0").get("status") == "failed", 400, "both cells")
     failed = row(results, "retinanet__pconv__s0")
     assert "iter_10.pth" in failed["log_tail"] or "checkpoint" in failed["error"].lower()
@@ -116,7 +107,7 @@ def test_submit_status_results_and_failure(tmp_path):
         by = {r["cell"]: r for r in json.loads(st.stdout)}
         # the row is written before the job process exits: sacct follows a moment later
         return by if by["retinanet__baseline__s0"]["scheduler"] == "COMPLETED" else None
-    by = wait(states, 60, "sacct to show COMPLETED")
+    by = wait_for(states, 60, "sacct to show COMPLETED")
     assert by["retinanet__pconv__s0"]["status"] == "failed"
     assert by["retinanet__pconv__s0"]["scheduler"] == "FAILED"
 
@@ -125,20 +116,20 @@ def test_submit_status_results_and_failure(tmp_path):
                 *smoke(results, "baseline,pconv"))
     assert "submitted retinanet__pconv__s0" in out.stdout
     assert "submitted retinanet__baseline__s0" not in out.stdout
-    wait(lambda: row(results, "retinanet__pconv__s0").get("status") == "done", 400, "retry")
+    wait_for(lambda: row(results, "retinanet__pconv__s0").get("status") == "done", 400, "retry")
 
 
 def test_cancelled_cell_shows_cancelled_and_does_not_hang(tmp_path):
     results = tmp_path / "results"
     bench("run", "--executor", "slurm", "--max-iters", "2000", *smoke(results, "ibn"))
-    wait(lambda: row(results, "retinanet__ibn__s0").get("status") == "running", 120, "start")
+    wait_for(lambda: row(results, "retinanet__ibn__s0").get("status") == "running", 120, "start")
     bench("cancel", *smoke(results, "ibn"))
     t0 = time.time()
 
     def cancelled():
         st = bench("status", "--json", *smoke(results, "ibn"))
         return json.loads(st.stdout)[0]["status"] == "cancelled"
-    wait(cancelled, 60, "cancelled in status")
+    wait_for(cancelled, 60, "cancelled in status")
     assert time.time() - t0 < 60
     from bench import load
 
@@ -150,11 +141,11 @@ def test_usr2_checkpoints_requeues_and_resumes(tmp_path):
     bench("run", "--executor", "slurm", "--max-iters", "150", *smoke(results, "baseline"))
     key = "retinanet__baseline__s0"
     progress = results / key / "progress.json"
-    wait(lambda: progress.exists() and json.loads(progress.read_text()).get("iter", 0) >= 40,
+    wait_for(lambda: progress.exists() and json.loads(progress.read_text()).get("iter", 0) >= 40,
          300, "iteration 40")
     job_id = row(results, key)["job_id"]
     subprocess.run(["scancel", "--signal", "USR2", job_id], check=True)
-    wait(lambda: row(results, key).get("status") == "done", 500, "requeued cell to finish")
+    wait_for(lambda: row(results, key).get("status") == "done", 500, "requeued cell to finish")
     r = row(results, key)
     assert r["requeues"] == 1
     log = (results / key / "job.log").read_text()
