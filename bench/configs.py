@@ -126,8 +126,8 @@ def _apply_data(cfg, ds: Dataset, profile: Profile, batch: int, results_prefix: 
     for name in ("val_evaluator", "test_evaluator"):
         cfg[name] = dict(type="CocoMetric", ann_file=str(ds.val_ann), metric="bbox",
                          format_only=False, metric_items=METRIC_ITEMS)
-    if results_prefix:
-        cfg.test_evaluator["outfile_prefix"] = results_prefix
+        if results_prefix:  # keep the detections (<prefix>.bbox.json) for the bootstrap
+            cfg[name]["outfile_prefix"] = results_prefix
     cfg.model.bbox_head.num_classes = len(ds.classes)
 
 
@@ -204,6 +204,7 @@ _UNHASHED = ("work_dir", "launcher", "resume", "load_from")
 def config_hash(cfg) -> str:
     """sha1[:10] of the resolved config, outputs and locations excluded."""
     d = {k: v for k, v in cfg.to_dict().items() if k not in _UNHASHED}
-    d.get("test_evaluator", {}).pop("outfile_prefix", None)
+    for name in ("val_evaluator", "test_evaluator"):
+        d.get(name, {}).pop("outfile_prefix", None)
     blob = json.dumps(d, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:10]

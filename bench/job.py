@@ -138,7 +138,8 @@ class CellJob(submitit.helpers.Checkpointable):
                 raise
             traceback.print_exc()
             if rank0:
-                reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                reason = f"{type(exc).__name__}: {first}"
                 status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
                 sys.stdout.flush()
                 store.write(status=status, error=reason[:500], finished_at=now(),
@@ -168,7 +169,6 @@ class CellJob(submitit.helpers.Checkpointable):
                       results_prefix=str(store.dir / "detections"))
         if pretrained:
             cfg.model.backbone.init_cfg.checkpoint = pretrained
-        cfg.val_evaluator["outfile_prefix"] = str(store.dir / "detections")
         if int(os.environ.get("SLURM_NTASKS", "1")) > 1:  # one task per GPU: DDP
             cfg.launcher = "slurm"
             # Array tasks sharing a node must not share mmengine's default port 29500.
