@@ -197,6 +197,7 @@ class CellJob(submitit.helpers.Checkpointable):
             row = dict.fromkeys(AP_KEYS.values(), 0.0)
             row["note"] = "no detections above the score threshold: AP 0"
         row.update(self._measure(runner, profile))
+        self._cache_eval_records(store, cfg.val_evaluator["ann_file"])
         progress = store.progress() or {}
         row.update(
             config_hash=config_hash(cfg), train_iters=int(runner.iter),
@@ -205,6 +206,21 @@ class CellJob(submitit.helpers.Checkpointable):
             ann_file=cfg.val_evaluator["ann_file"], lcconv_padding=_padding(cfg),
             data_root=cfg.train_dataloader.dataset.data_root)
         return row
+
+    @staticmethod
+    def _cache_eval_records(store: CellStore, ann_file: str) -> None:
+        """Per-image COCOeval records beside the detections, for `bench compare` (the paired
+        bootstrap then resamples without evaluating again)."""
+        from reports.bootstrap import (ALL_METRICS, RECORDS_FILE, evaluate_records,
+                                       save_records)
+
+        dets = store.dir / "detections.bbox.json"
+        try:
+            if dets.is_file():
+                save_records(evaluate_records(ann_file, dets, metrics=ALL_METRICS),
+                             store.dir / RECORDS_FILE)
+        except Exception as exc:  # noqa: BLE001 - a cache: compare evaluates without it
+            print(f"[sepc-bench] evaluation records not cached: {exc}", flush=True)
 
     def _measure(self, runner, profile) -> dict:
         """Latency (both protocols), parameters, FLOPs and peak memory of the trained model."""

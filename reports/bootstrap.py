@@ -776,8 +776,64 @@ def bootstrap_cells(
         if av.resolve() != ab.resolve():
             raise ValueError(f"cells were evaluated on different annotation files: {av} vs {ab}")
         ann_file = av
-    return bootstrap_detections(ann_file, dv, db, n_boot=n_boot, seed=seed, level=level,
-                                metrics=metrics, workers=workers)
+    rv = _cached_records(variant_cell, metrics)
+    rb = _cached_records(baseline_cell, metrics)
+    if rv is None or rb is None:
+        return bootstrap_detections(ann_file, dv, db, n_boot=n_boot, seed=seed, level=level,
+                                    metrics=metrics, workers=workers)
+    return paired_bootstrap(rv, rb, n_boot=n_boot, seed=seed, level=level, metrics=metrics,
+                            workers=workers)
+
+
+# ------------------------------------------------------------------- cached records
+#: Per-image evaluation records a cell keeps next to its detections, written by the job right
+#: after its evaluation, so that `bench compare` skips COCOeval.evaluate() (~50 s per
+#: val2017-sized set) and only resamples.
+RECORDS_FILE = "eval_records.npz"
+
+
+def save_records(records: EvalRecords, path: str | os.PathLike) -> Path:
+    """Write records as a plain npz (no pickle), atomically."""
+    import dataclasses
+
+    path = Path(path)
+    arrays: dict[str, np.ndarray] = {
+        "img_ids": records.img_ids, "cat_ids": records.cat_ids, "iou_thrs": records.iou_thrs,
+        "rec_thrs": records.rec_thrs, "n_dets": np.asarray(records.n_dets)}
+    for area, arr in records.areas.items():
+        for f in dataclasses.fields(arr):
+            if f.name != "ws":
+                arrays[f"area{area}.{f.name}"] = np.asarray(getattr(arr, f.name))
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+    return path
+
+
+def load_records(path: str | os.PathLike) -> EvalRecords:
+    with np.load(path, allow_pickle=False) as z:
+        areas: dict[int, dict[str, Any]] = {}
+        for key in z.files:
+            if key.startswith("area"):
+                area, name = key[4:].split(".", 1)
+                areas.setdefault(int(area), {})[name] = z[key]
+        return EvalRecords(
+            img_ids=z["img_ids"], cat_ids=z["cat_ids"], iou_thrs=z["iou_thrs"],
+            rec_thrs=z["rec_thrs"], n_dets=int(z["n_dets"]),
+            areas={a: _AreaArrays(**{k: int(v) if k == "n_cat" else v for k, v in d.items()})
+                   for a, d in areas.items()})
+
+
+def _cached_records(cell: str | os.PathLike, metrics: Sequence[str]) -> EvalRecords | None:
+    """The cell's cached records if they cover the area ranges ``metrics`` need."""
+    path = Path(cell) / RECORDS_FILE
+    if not path.is_file():
+        return None
+    try:
+        records = load_records(path)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # unreadable cache: evaluate again
+    return records if set(_areas_for(metrics)) <= set(records.areas) else None
 
 
 # ------------------------------------------------------------------------ seed level

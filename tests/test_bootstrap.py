@@ -272,3 +272,30 @@ def test_seed_deltas_welch() -> None:
     assert (s["delta_lo"], s["delta_hi"]) == pytest.approx((ci.low, ci.high))
     assert s["excludes_zero"]
     assert out.loc["baseline", "delta"] == 0.0
+
+
+def test_cached_records_round_trip_and_are_used(tmp_path) -> None:
+    """A cell's eval_records.npz (written by the job) gives the same records as evaluating its
+    detections, and bootstrap_cells then resamples from it without evaluating again."""
+    gt = make_gt(40, 51)
+    (tmp_path / "ann.json").write_text(json.dumps(gt))
+    cells = {}
+    for name, seed in (("retinanet__sepc__s0", 52), ("retinanet__baseline__s0", 53)):
+        cell = cells[name] = tmp_path / "store" / name
+        cell.mkdir(parents=True)
+        (cell / "detections.bbox.json").write_text(json.dumps(make_dets(gt, seed)))
+        (cell / "result.json").write_text(json.dumps({"ann_file": str(tmp_path / "ann.json")}))
+    a, b = cells["retinanet__sepc__s0"], cells["retinanet__baseline__s0"]
+    fresh = bs.bootstrap_cells(a, b, n_boot=50)
+    for cell in (a, b):
+        rec = bs.evaluate_records(gt, make_dets(gt, 52 if cell == a else 53),
+                                  metrics=bs.ALL_METRICS)
+        bs.save_records(rec, cell / bs.RECORDS_FILE)
+        back = bs.load_records(cell / bs.RECORDS_FILE)
+        assert bs.accumulate(back, metrics=bs.ALL_METRICS) == bs.accumulate(
+            rec, metrics=bs.ALL_METRICS)
+        assert not list(cell.glob(".*tmp*"))  # written atomically
+        # From now on the detections are not read: make them useless to prove it.
+        (cell / "detections.bbox.json").write_text("[]")
+    cached = bs.bootstrap_cells(a, b, n_boot=50)
+    assert cached.to_dict() == fresh.to_dict()
