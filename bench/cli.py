@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from .configs import Options, profiles
-from .matrix import DETECTORS, VARIANTS, cells, parse_list, parse_seeds
+from .matrix import DETECTORS, VARIANTS, MatrixError, cells, parse_list, parse_seeds
 from .store import default_results
 
 
@@ -32,8 +32,6 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _selection(args) -> tuple[list, Path, Options]:
     if args.profile not in profiles():
-        from .matrix import MatrixError
-
         raise MatrixError(f"unknown profile {args.profile!r} (known: {', '.join(profiles())})")
     chosen = cells(args.profile, parse_list(args.detectors, DETECTORS, "detector"),
                    parse_list(args.variants, VARIANTS, "variant"), parse_seeds(args.seeds))
@@ -189,8 +187,6 @@ def _cell_dir(results: Path, name: str) -> Path:
     key = name if len(parts) == 1 else f"{parts[0]}__{parts[1]}__s{parts[2] if len(parts) > 2 else 0}"
     if (results / key / "result.json").is_file():
         return results / key
-    from .matrix import MatrixError
-
     raise MatrixError(f"no result for cell {name!r} in {results}")
 
 
@@ -205,14 +201,10 @@ def cmd_compare(args) -> int:
     rows = [read_json(a / "result.json"), read_json(b / "result.json")]
     for row, path in zip(rows, (a, b)):
         if row.get("status") != "done":
-            from .matrix import MatrixError
-
             raise MatrixError(f"cell {path.name} is {row.get('status')}, not done")
     try:
         res = bootstrap_cells(a, b, n_boot=args.n_boot, seed=args.seed, level=args.level)
     except (ValueError, FileNotFoundError) as exc:
-        from .matrix import MatrixError
-
         raise MatrixError(f"cannot compare {a.name} with {b.name}: {exc}") from None
     if args.json:
         print(json.dumps(dict(a=a.name, b=b.name, **res.to_dict()), indent=1, default=float))
@@ -304,7 +296,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .configs import MatrixError
     from .data import DataError
     from .executors import SchedulerError
     from .pretrained import PretrainedError

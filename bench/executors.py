@@ -98,7 +98,7 @@ def run_local(cells: list[Cell], results: Path, opts: Options, jobs: int = 1,
     running: dict[str, tuple[Cell, submitit.Job]] = {}
     final: dict[str, str] = {}
     # `kill` of the sweep (SIGTERM) cancels its jobs like Ctrl-C does, instead of orphaning them.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    previous_sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler)
     tty = sys.stderr.isatty()
     shown = 0.0
     bar = tqdm(total=len(cells), unit="cell", disable=not (progress and tty), dynamic_ncols=True,
@@ -136,6 +136,7 @@ def run_local(cells: list[Cell], results: Path, opts: Options, jobs: int = 1,
         raise
     finally:
         bar.close()
+        signal.signal(signal.SIGTERM, previous_sigterm)
     return final
 
 
