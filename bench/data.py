@@ -5,6 +5,7 @@ error at submit time, not a failed job an hour later.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from functools import lru_cache
@@ -82,6 +83,11 @@ def open_coco_root(root: str | Path) -> Dataset:
 def synthetic_root(params: dict) -> Path:
     """Folder of the embedded synthetic dataset for these generator parameters."""
     tag = "synthetic-{n_train}-{n_val}-{image_size}-s{seed}".format(**params)
+    extra = {k: v for k, v in params.items()
+             if k not in ("kind", "n_train", "n_val", "image_size", "seed")}
+    if extra:  # other generator knobs get their own folder too
+        blob = json.dumps(extra, sort_keys=True, default=list).encode()
+        tag += "-" + hashlib.sha1(blob).hexdigest()[:8]
     return REPO / "data" / tag
 
 
