@@ -12,7 +12,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from .configs import Options, config_hash, gpus_and_batch, load_profile, resolve
+from .configs import Options, cell_profile, config_hash, gpus_and_batch, resolve
 from .matrix import Cell
 from .store import CellStore
 
@@ -23,16 +23,17 @@ class PlannedCell:
     config_hash: str
     gpus: int
     imgs_per_gpu: int
-    lr: float
+    lr: float | None
     config: object  # the resolved mmengine Config
 
     def row(self) -> dict:
+        train = self.config.train_cfg or {}  # a released cell does not train
         return dict(cell=self.cell.key, detector=self.cell.detector, variant=self.cell.variant,
                     seed=self.cell.seed, config_hash=self.config_hash, gpus=self.gpus,
                     imgs_per_gpu=self.imgs_per_gpu, lr=self.lr,
-                    max_epochs=self.config.train_cfg.get("max_epochs"),
-                    max_iters=self.config.train_cfg.get("max_iters"),
-                    clip_grad=(self.config.optim_wrapper.get("clip_grad") or {}).get("max_norm"),
+                    max_epochs=train.get("max_epochs"), max_iters=train.get("max_iters"),
+                    clip_grad=((self.config.optim_wrapper or {}).get("clip_grad") or {}).get(
+                        "max_norm"),
                     head=self.config.model.bbox_head.type)
 
 
@@ -41,9 +42,9 @@ def plan(cells: list[Cell], opts: Options = Options()) -> list[PlannedCell]:
     out = []
     for cell in cells:
         cfg = resolve(cell, opts)
-        gpus, per_gpu = gpus_and_batch(load_profile(cell.profile), cell.variant)
-        out.append(PlannedCell(cell, config_hash(cfg), gpus, per_gpu,
-                               float(cfg.optim_wrapper.optimizer.lr), cfg))
+        gpus, per_gpu = gpus_and_batch(cell_profile(cell), cell.variant)
+        lr = float(cfg.optim_wrapper.optimizer.lr) if cfg.optim_wrapper else None
+        out.append(PlannedCell(cell, config_hash(cfg), gpus, per_gpu, lr, cfg))
     return out
 
 
