@@ -22,7 +22,7 @@ class PlannedCell:
     cell: Cell
     config_hash: str
     gpus: int
-    imgs_per_gpu: int
+    imgs_per_gpu: int | None
     lr: float | None
     config: object  # the resolved mmengine Config
 
@@ -43,8 +43,11 @@ def plan(cells: list[Cell], opts: Options = Options()) -> list[PlannedCell]:
     for cell in cells:
         cfg = resolve(cell, opts)
         gpus, per_gpu = gpus_and_batch(cell_profile(cell), cell.variant)
-        lr = float(cfg.optim_wrapper.optimizer.lr) if cfg.optim_wrapper else None
-        out.append(PlannedCell(cell, config_hash(cfg), gpus, per_gpu, lr, cfg))
+        if cell.source == "released":  # evaluated only: one image at a time, no optimizer
+            out.append(PlannedCell(cell, config_hash(cfg), gpus, None, None, cfg))
+            continue
+        out.append(PlannedCell(cell, config_hash(cfg), gpus, per_gpu,
+                               float(cfg.optim_wrapper.optimizer.lr), cfg))
     return out
 
 

@@ -166,7 +166,7 @@ def save_mmdet1_checkpoint(state: Mapping[str, Tensor], path: str | Path,
                            classes: tuple[str, ...] = ()) -> None:
     """Write ``state`` as mmdet 1.1 / mmcv 0.4 saved a checkpoint (tests, round trips): torch's
     legacy (pre-zip) serialization, ``meta`` with versions and config text, ``state_dict`` under
-    1.x names, and the SGD optimizer state the released files also carry."""
+    1.x names, and the SGD optimizer state mmcv's runner saved beside them."""
     sd = to_mmdet1_state_dict(state)
     meta = {"mmdet_version": "1.1.0+sepc", "mmcv_version": "0.4.3", "config": "# 1.x config text",
             "CLASSES": tuple(classes), "epoch": 12, "iter": 0, "time": "Thu Mar 12 00:00:00 2020"}

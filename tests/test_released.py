@@ -100,11 +100,11 @@ def released(tmp_path_factory):
     root = q.root
     ckpts = base / "checkpoints"
     ckpts.mkdir()
-    manifest, cfgs, sources, raws, preds = {}, {}, {}, {}, {}
+    manifest, cfgs, raws, preds = {}, {}, {}, {}
     dataset = None
     for i, (det, var) in enumerate(CELLS):
         cfg = cfgs[(det, var)] = _cfg(root, det, var)
-        model = sources[(det, var)] = _source_model(cfg, seed=100 + i)
+        model = _source_model(cfg, seed=100 + i)
         dataset = dataset or _dataset(cfg)  # the same split and pipeline for every cell
         name = f"{det}-{var}.pth"
         save_mmdet1_checkpoint(model.state_dict(), ckpts / name, classes=q.classes)
@@ -359,6 +359,17 @@ def test_bad_released_options_are_one_line_errors(capsys, tmp_path, args, messag
     args = [a.format(empty=tmp_path) for a in args]
     rc, out, err = _cli(capsys, "run", "--profile", "smoke", *args, "--dry-run")
     assert rc == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_compare_names_released_cells(tmp_path):
+    from bench.cli import _cell_dir
+
+    for key in ("retinanet__sepc__s0__released", "retinanet__sepc__s0"):
+        (tmp_path / key).mkdir()
+        (tmp_path / key / "result.json").write_text("{}")
+    assert _cell_dir(tmp_path, "retinanet/sepc/released").name == "retinanet__sepc__s0__released"
+    assert _cell_dir(tmp_path, "retinanet/sepc/0/released").name == "retinanet__sepc__s0__released"
+    assert _cell_dir(tmp_path, "retinanet/sepc").name == "retinanet__sepc__s0"
 
 
 def test_manifest_lookup_order(tmp_path):
