@@ -479,7 +479,7 @@ def build_table(df: pd.DataFrame, profile: str | None = None) -> TableModel:
                 if c is None:
                     text, st = NOT_RUN, "missing"
                 elif _nan(rec[col]):
-                    st = c.state_without(col.removeprefix("released_"))
+                    st = c.state_without(col)
                     text = STATUS_TEXT[st]
                 else:
                     text = f"{rec[col]:.1f} ms"
