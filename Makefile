@@ -7,7 +7,7 @@ RESULTS ?=
 ARGS ?=
 results_flag = $(if $(RESULTS),--results $(RESULTS),)
 
-.PHONY: help setup table sweep status test test-fast slurm-up slurm-down slurm-check chromium bench clean
+.PHONY: help setup table released sweep status test test-fast slurm-up slurm-down slurm-check chromium bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -19,6 +19,11 @@ setup: .venv/.sepc-ready  ## build .venv (TORCH_SPEC=... for a CUDA torch build)
 
 table: setup  ## run the smoke sweep if its results are missing, then print/write the table and HTML report (RESULTS=DIR tabulates an existing sweep)
 	$(PY) -m bench table --profile $(PROFILE) $(results_flag) $(if $(RESULTS),,--run-missing) $(ARGS)
+
+released: setup  ## evaluate the authors' checkpoints in CHECKPOINTS=DIR on COCO (DATA=/path/coco), then the paper table with them
+	$(if $(CHECKPOINTS),,$(error CHECKPOINTS=DIR is required: the folder holding the authors' .pth files))
+	$(if $(DATA),,$(error DATA=DIR is required: a COCO 2017 folder with annotations/ and val2017/))
+	$(PY) -m bench table --profile paper --from-checkpoints $(CHECKPOINTS) --data-root $(DATA) --run-missing $(results_flag) $(ARGS)
 
 sweep: setup  ## submit PROFILE's cells to SLURM as one job array and return (ARGS="--partition gpu ...")
 	$(PY) -m bench run --profile $(PROFILE) --executor slurm $(results_flag) $(ARGS)

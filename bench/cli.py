@@ -28,20 +28,56 @@ def _common(p: argparse.ArgumentParser) -> None:
                    "1 = corrected (default: the profile's)")
     g.add_argument("--max-iters", type=int, help="override the iteration budget (iteration "
                    "schedules only)")
+    g = p.add_argument_group("released checkpoints")
+    g.add_argument("--from-checkpoints", metavar="DIR", help="the authors' mmdet-1.1 "
+                   "checkpoints in DIR instead of training: the cells with a file there are "
+                   "converted, evaluated and timed (source 'released')")
+    g.add_argument("--manifest", metavar="FILE", help="which file is which cell (TOML; default: "
+                   "DIR/released.toml, else experiments/released.toml, the authors' models)")
 
 
-def _selection(args) -> tuple[list, Path, Options]:
+def _selection(args, notes: list[str] | None = None) -> tuple[list, Path, Options]:
+    """The cells, results folder and options the arguments name; ``notes`` collects the
+    selected released cells that have no checkpoint."""
     if args.profile not in profiles():
         raise MatrixError(f"unknown profile {args.profile!r} (known: {', '.join(profiles())})")
-    chosen = cells(args.profile, parse_list(args.detectors, DETECTORS, "detector"),
-                   parse_list(args.variants, VARIANTS, "variant"), parse_seeds(args.seeds))
+    detectors = parse_list(args.detectors, DETECTORS, "detector")
+    variants = parse_list(args.variants, VARIANTS, "variant")
+    if args.from_checkpoints:
+        from .released import released_cells
+
+        for flag, value in (("--seeds", args.seeds), ("--pretrained", args.pretrained),
+                            ("--max-iters", args.max_iters)):
+            if value is not None:
+                raise MatrixError(f"{flag} does not apply to --from-checkpoints (nothing "
+                                  "trains: one released model per cell)")
+        if args.lcconv_padding == 1:
+            raise MatrixError("--lcconv-padding 1 does not apply to --from-checkpoints: the "
+                              "released models were trained with the faithful padding 0")
+        chosen, missing = released_cells(args.profile, detectors, variants,
+                                         args.from_checkpoints, args.manifest)
+        if notes is not None:
+            notes.extend(missing)
+    elif args.manifest:
+        raise MatrixError("--manifest needs --from-checkpoints DIR")
+    else:
+        chosen = cells(args.profile, detectors, variants, parse_seeds(args.seeds))
     opts = Options(data_root=args.data_root, pretrained=args.pretrained,
-                   lcconv_padding=args.lcconv_padding, max_iters=args.max_iters)
+                   lcconv_padding=args.lcconv_padding, max_iters=args.max_iters,
+                   checkpoints=(str(Path(args.from_checkpoints).expanduser().resolve())
+                                if args.from_checkpoints else None),
+                   manifest=(str(Path(args.manifest).expanduser().resolve())
+                             if args.manifest else None))
     if opts.pretrained:
         from .pretrained import check_pretrained
 
         check_pretrained(opts.pretrained)
     return chosen, (args.results or default_results(args.profile)).resolve(), opts
+
+
+def _print_notes(notes: list[str]) -> None:
+    for line in notes:
+        print(f"no checkpoint for {line} (shown as missing)", file=sys.stderr)
 
 
 def _print_rows(rows: list[dict], as_json: bool) -> None:
@@ -63,7 +99,9 @@ def _print_rows(rows: list[dict], as_json: bool) -> None:
 def cmd_plan(args) -> int:
     from .sweep import plan
 
-    chosen, _, opts = _selection(args)
+    notes: list[str] = []
+    chosen, _, opts = _selection(args, notes)
+    _print_notes(notes)
     _print_rows([p.row() | dict(profile=args.profile) for p in plan(chosen, opts)], args.json)
     return 0
 
@@ -82,7 +120,9 @@ def cmd_run(args) -> int:
     from .executors import plan_slurm, run_local, submit_slurm
     from .sweep import plan, reset, select
 
-    chosen, results, opts = _selection(args)
+    notes: list[str] = []
+    chosen, results, opts = _selection(args, notes)
+    _print_notes(notes)
     plan(chosen, opts)  # resolves every config: bad input fails here, before anything runs
     todo, skipped = select(chosen, results, force=args.force, retry_failed=args.retry_failed)
     for key, why in skipped.items():
@@ -147,7 +187,9 @@ def cmd_cancel(args) -> int:
 def cmd_table(args) -> int:
     from reports.build import build_report
 
-    chosen, results, opts = _selection(args)
+    notes: list[str] = []
+    chosen, results, opts = _selection(args, notes)
+    _print_notes(notes)
     if args.run_missing:
         from .executors import run_local
         from .sweep import select
@@ -179,12 +221,16 @@ def cmd_config(args) -> int:
 
 
 def _cell_dir(results: Path, name: str) -> Path:
-    """A cell given as a folder, or as a key (retinanet__sepc__s0) or detector/variant[/seed]."""
+    """A cell given as a folder, or as a key (retinanet__sepc__s0) or
+    detector/variant[/seed][/released]."""
     path = Path(name)
     if (path / "result.json").is_file():
         return path
     parts = name.split("/")
+    released = parts[-1] == "released" and len(parts) > 2
+    parts = parts[:-1] if released else parts
     key = name if len(parts) == 1 else f"{parts[0]}__{parts[1]}__s{parts[2] if len(parts) > 2 else 0}"
+    key += "__released" if released else ""
     if (results / key / "result.json").is_file():
         return results / key
     raise MatrixError(f"no result for cell {name!r} in {results}")
@@ -278,8 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_table)
 
     sp = sub.add_parser("compare", help="A minus B with a paired image-level bootstrap interval")
-    sp.add_argument("a", help="cell A: a key (retinanet__sepc__s0), detector/variant[/seed] or "
-                    "a cell folder")
+    sp.add_argument("a", help="cell A: a key (retinanet__sepc__s0), detector/variant[/seed]"
+                    "[/released] or a cell folder")
     sp.add_argument("b", help="cell B (the reference, e.g. retinanet/baseline)")
     sp.add_argument("--profile", default="smoke")
     sp.add_argument("--results", type=Path, help="result store (default: results/<profile>)")

@@ -28,12 +28,15 @@ def profiles() -> list[str]:
 
 @dataclass(frozen=True)
 class Options:
-    """What the command line changes about a profile (each part of the config hash)."""
+    """What the command line changes about a profile (each part of the config hash), and where
+    released cells find their checkpoints (``--from-checkpoints DIR``, ``--manifest FILE``)."""
 
     data_root: str | None = None
     pretrained: str | None = None
     lcconv_padding: int | None = None
     max_iters: int | None = None
+    checkpoints: str | None = None
+    manifest: str | None = None
 
 
 @dataclass
@@ -64,15 +67,26 @@ def load_profile(name: str) -> Profile:
     return Profile(p.name, copy.deepcopy(p.settings), copy.deepcopy(p.delta))
 
 
-def dataset_for(profile: Profile, opts: Options) -> Dataset:
+def cell_profile(cell: Cell) -> Profile:
+    """The profile a cell runs under: a released cell's settings are overridden by the
+    profile's ``released`` dict (one device, its own time limit, image size, ...)."""
+    profile = load_profile(cell.profile)
+    overrides = profile.settings.pop("released", {})
+    if cell.source == "released":
+        profile.settings.update(overrides)
+    return profile
+
+
+def dataset_for(profile: Profile, opts: Options, need_train: bool = True) -> Dataset:
     """The profile's data: the user's COCO-layout root if given, else the profile's own."""
     if opts.data_root:
-        return open_coco_root(opts.data_root)
+        return open_coco_root(opts.data_root, need_train)
     data = profile.settings.get("data", {})
     if data.get("kind") == "synthetic":
         return ensure_synthetic(data)
     raise MatrixError(f"profile {profile.name!r} needs --data-root DIR (a COCO 2017 folder: "
-                      f"annotations/instances_{{train,val}}2017.json, train2017/, val2017/)")
+                      f"annotations/instances_{{train,val}}2017.json, train2017/, val2017/; "
+                      f"evaluating released checkpoints needs only the val2017 half)")
 
 
 def gpus_and_batch(profile: Profile, variant: str) -> tuple[int, int]:
@@ -144,6 +158,27 @@ def _apply_variant(cfg, cell: Cell, padding: int) -> None:
     cfg.model.bbox_head.stacked_convs = 0
 
 
+def _apply_released(cfg, cell: Cell) -> None:
+    """mmdet 1.1's conventions, for the authors' checkpoints: legacy anchors (centre
+    ``(stride - 1) / 2``, quantised corners) and box coders ("+1" sizes; FSAF's is the release's
+    own, see sepc.legacy), NMS areas with "+1", no minimum box size, and COCO boxes written as
+    ``w = x2 - x1 + 1``. Classification channels need nothing: sigmoid heads kept the order."""
+    head = cfg.model.bbox_head
+    head.anchor_generator.type = "LegacyAnchorGenerator"
+    head.anchor_generator.center_offset = 0.5
+    if cell.detector == "fsaf":
+        head.bbox_coder = dict(type="LegacyTBLRBBoxCoder")
+    else:
+        head.bbox_coder.type = "LegacyDeltaXYWHBBoxCoder"
+    cfg.model.test_cfg.nms["offset"] = 1
+    cfg.model.test_cfg.min_bbox_size = -1
+    for name in ("val_evaluator", "test_evaluator"):
+        cfg[name]["type"] = "LegacyCocoMetric"
+    # Nothing trains: no train split, optimizer or schedule (mmengine takes all four as None).
+    for name in ("train_dataloader", "train_cfg", "optim_wrapper", "param_scheduler"):
+        cfg[name] = None
+
+
 def _apply_schedule(cfg, profile: Profile, opts: Options) -> None:
     s = profile.settings
     if s.get("schedule") != "iters":
@@ -174,17 +209,25 @@ def resolve(cell: Cell, opts: Options = Options(), work_dir: str | None = None,
     """The full mmengine Config of a cell."""
     from mmengine.config import Config, ConfigDict
 
-    profile = load_profile(cell.profile)
+    profile = cell_profile(cell)
+    released = cell.source == "released"
     cfg = Config.fromfile(str(EXPERIMENTS / "_base_" / f"{cell.detector}.py"))
     cfg.merge_from_dict(profile.delta)
     cfg.merge_from_dict(profile.settings.get("per_detector", {}).get(cell.detector, {}))
-    ds = dataset_for(profile, opts)
+    ds = dataset_for(profile, opts, need_train=not released)
     _, batch = gpus_and_batch(profile, cell.variant)
     _apply_data(cfg, ds, profile, batch, results_prefix)
-    padding = profile.lcconv_padding if opts.lcconv_padding is None else opts.lcconv_padding
+    if released:  # the authors trained with the faithful padding
+        padding = 0
+    else:
+        padding = profile.lcconv_padding if opts.lcconv_padding is None else opts.lcconv_padding
     _apply_variant(cfg, cell, padding)
-    _apply_schedule(cfg, profile, opts)
-    pretrained = opts.pretrained or profile.settings.get("pretrained")
+    if released:
+        _apply_released(cfg, cell)
+    else:
+        _apply_schedule(cfg, profile, opts)
+    # A released cell's weights all come from its checkpoint: no backbone download.
+    pretrained = None if released else opts.pretrained or profile.settings.get("pretrained")
     cfg.model.backbone.init_cfg = (ConfigDict(type="Pretrained", checkpoint=pretrained)
                                    if pretrained else None)
     cfg.custom_imports = dict(imports=["sepc", "bench.hooks"], allow_failed_imports=False)

@@ -61,16 +61,20 @@ def _check_annotation(path: Path) -> dict | None:
 
 
 @lru_cache(maxsize=8)
-def open_coco_root(root: str | Path) -> Dataset:
-    """Validate a COCO-layout folder and read its categories (label index -> category id order)."""
+def open_coco_root(root: str | Path, need_train: bool = True) -> Dataset:
+    """Validate a COCO-layout folder and read its categories (label index -> category id order).
+
+    ``need_train=False``: evaluation only (released checkpoints), the train split may be absent.
+    """
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise DataError(f"data root does not exist: {root}")
-    for sub in ("train2017", "val2017"):
+    for sub in ("train2017", "val2017") if need_train else ("val2017",):
         if not (root / sub).is_dir():
             raise DataError(f"data root {root} lacks the image folder {sub}/")
     val = _check_annotation(root / VAL_ANN)
-    _check_annotation(root / TRAIN_ANN)
+    if need_train:
+        _check_annotation(root / TRAIN_ANN)
     if val is None:  # a huge val file: parse it anyway, the categories are needed
         val = json.loads((root / VAL_ANN).read_text())
     cats = val["categories"]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import submitit
 
-from .configs import Options, gpus_and_batch, load_profile
+from .configs import Options, cell_profile, gpus_and_batch
 from .job import CellJob
 from .matrix import Cell
 from .store import CellStore, atomic_write_json, now, read_json
@@ -47,7 +47,7 @@ class SlurmOptions:
 
 def slurm_parameters(cell: Cell, opts: SlurmOptions) -> dict:
     """submitit parameters of one cell: profile defaults, overridden by the command line."""
-    profile = load_profile(cell.profile)
+    profile = cell_profile(cell)
     d = dict(profile.settings.get("slurm", {}))
     gpus, _ = gpus_and_batch(profile, cell.variant)
     gpus_per_node = opts.gpus_per_node if opts.gpus_per_node is not None else d.get(

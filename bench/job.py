@@ -1,4 +1,5 @@
-"""What runs inside one job, top to bottom: train, evaluate COCO AP, time, write the row.
+"""What runs inside one job, top to bottom: train (or, for a released cell, convert the authors'
+checkpoint), evaluate COCO AP, time, write the row.
 
 ``CellJob`` is a submitit ``Checkpointable``: when SLURM sends USR2 (preemption, or the time limit
 approaching) it saves a checkpoint of the running training, counts the requeue and asks to be
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import submitit
 
-from .configs import Options, config_hash, load_profile, resolve
+from .configs import Options, cell_profile, config_hash, resolve
 from .matrix import Cell
 from .store import REPO, CellStore, atomic_write_text, now
 
@@ -150,7 +151,7 @@ class CellJob(submitit.helpers.Checkpointable):
                 reason = f"{type(exc).__name__}: {first}"
                 status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
                 sys.stdout.flush()
-                store.write(status=status, error=reason[:500], finished_at=now(),
+                store.write(status=status, error=reason[:1000], finished_at=now(),
                             log_tail=store.log_tail(40),
                             wall_before_s=round(time.time() - t0, 2))
             raise
@@ -160,22 +161,45 @@ class CellJob(submitit.helpers.Checkpointable):
 
     def _run(self, cell: Cell, store: CellStore) -> dict:
         import torch
-        from mmengine.runner import Runner
 
         import sepc  # noqa: F401  (the config's custom_imports, for a config built in code)
 
         from . import hooks  # noqa: F401
-        from .pretrained import fetch_pretrained
 
         _plain_config_text()
-        profile = load_profile(cell.profile)
+        profile = cell_profile(cell)
         threads = int(os.environ.get("SLURM_CPUS_PER_TASK") or profile.settings.get("threads", 0))
         if threads and not torch.cuda.is_available():
             torch.set_num_threads(threads)
-        opts = self.opts
-        pretrained = fetch_pretrained(opts.pretrained or profile.settings.get("pretrained"))
-        cfg = resolve(cell, opts, work_dir=str(store.work_dir),
+        cfg = resolve(cell, self.opts, work_dir=str(store.work_dir),
                       results_prefix=str(store.dir / "detections"))
+        if cell.source == "released":
+            runner, metrics, extra = self._evaluate_released(cell, cfg)
+        else:
+            runner, metrics, extra = self._train(cell, store, cfg, profile)
+        if _rank() != 0:
+            return {}
+        row = {AP_KEYS[k.split("bbox_", 1)[1]]: round(100 * float(v), 3)
+               for k, v in metrics.items() if k.startswith("coco/bbox_")
+               and k.split("bbox_", 1)[1] in AP_KEYS}
+        if not row:  # CocoMetric returns nothing when no box passed the score threshold
+            row = dict.fromkeys(AP_KEYS.values(), 0.0)
+            row["note"] = "no detections above the score threshold: AP 0"
+        row.update(self._measure(runner, profile))
+        self._cache_eval_records(store, cfg.val_evaluator["ann_file"])
+        row.update(
+            extra, config_hash=config_hash(cfg), git_commit=git_commit(),
+            versions=json.dumps(_versions()), ann_file=cfg.val_evaluator["ann_file"],
+            lcconv_padding=_padding(cfg), data_root=cfg.val_dataloader.dataset.data_root)
+        return row
+
+    def _train(self, cell: Cell, store: CellStore, cfg, profile) -> tuple:
+        """Train (resuming from the work dir's last checkpoint) and validate the final model."""
+        from mmengine.runner import Runner
+
+        from .pretrained import fetch_pretrained
+
+        pretrained = fetch_pretrained(self.opts.pretrained or profile.settings.get("pretrained"))
         if pretrained:
             cfg.model.backbone.init_cfg.checkpoint = pretrained
         if int(os.environ.get("SLURM_NTASKS", "1")) > 1:  # one task per GPU: DDP
@@ -197,24 +221,31 @@ class CellJob(submitit.helpers.Checkpointable):
         hook = next(h for h in runner.hooks if type(h).__name__ == "CellProgressHook")
         metrics = hook.last_metrics if hook.last_val_iter == runner.iter else runner.val()
         _merge_scalars(store.work_dir, store.dir / "scalars.json")
-        if _rank() != 0:
-            return {}
-        row = {AP_KEYS[k.split("bbox_", 1)[1]]: round(100 * float(v), 3)
-               for k, v in metrics.items() if k.startswith("coco/bbox_")
-               and k.split("bbox_", 1)[1] in AP_KEYS}
-        if not row:  # CocoMetric returns nothing when no box passed the score threshold
-            row = dict.fromkeys(AP_KEYS.values(), 0.0)
-            row["note"] = "no detections above the score threshold: AP 0"
-        row.update(self._measure(runner, profile))
-        self._cache_eval_records(store, cfg.val_evaluator["ann_file"])
         progress = store.progress() or {}
-        row.update(
-            config_hash=config_hash(cfg), train_iters=int(runner.iter),
-            iters_run=int(progress.get("iters_run", runner.iter)),
-            git_commit=git_commit(), versions=json.dumps(_versions()),
-            ann_file=cfg.val_evaluator["ann_file"], lcconv_padding=_padding(cfg),
-            data_root=cfg.train_dataloader.dataset.data_root)
-        return row
+        return runner, metrics, dict(train_iters=int(runner.iter),
+                                     iters_run=int(progress.get("iters_run", runner.iter)))
+
+    def _evaluate_released(self, cell: Cell, cfg) -> tuple:
+        """No training: the authors' mmdet-1.x checkpoint, converted exactly, then validated.
+
+        The conversion runs before any data is loaded; a checkpoint whose tensors do not fit the
+        cell (another variant, an unmapped key, a shape) fails the cell with the keys named.
+        """
+        from mmengine.runner import Runner
+
+        from sepc.checkpoint import read_mmdet1_checkpoint
+
+        from .released import checkpoint_path, load_released
+
+        path = checkpoint_path(cell, self.opts.checkpoints, self.opts.manifest)
+        print(f"[sepc-bench] {cell.key}: evaluating the released checkpoint {path}", flush=True)
+        state = read_mmdet1_checkpoint(path)
+        cfg.resume = False
+        runner = Runner.from_cfg(cfg)
+        self._runner = runner
+        load_released(runner.model, state, cell.variant, path)
+        return runner, runner.val(), dict(checkpoint=str(path),
+                                          checkpoint_sha256=_sha256(path))
 
     @staticmethod
     def _cache_eval_records(store: CellStore, ann_file: str) -> None:
@@ -270,6 +301,16 @@ class CellJob(submitit.helpers.Checkpointable):
         out["peak_mem_mb"] = (torch.cuda.max_memory_allocated(device) / 2**20
                               if device.type == "cuda" else _max_rss_mb())
         return out
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _padding(cfg) -> int | None:

@@ -12,7 +12,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from .configs import Options, config_hash, gpus_and_batch, load_profile, resolve
+from .configs import Options, cell_profile, config_hash, gpus_and_batch, resolve
 from .matrix import Cell
 from .store import CellStore
 
@@ -22,17 +22,18 @@ class PlannedCell:
     cell: Cell
     config_hash: str
     gpus: int
-    imgs_per_gpu: int
-    lr: float
+    imgs_per_gpu: int | None
+    lr: float | None
     config: object  # the resolved mmengine Config
 
     def row(self) -> dict:
+        train = self.config.train_cfg or {}  # a released cell does not train
         return dict(cell=self.cell.key, detector=self.cell.detector, variant=self.cell.variant,
                     seed=self.cell.seed, config_hash=self.config_hash, gpus=self.gpus,
                     imgs_per_gpu=self.imgs_per_gpu, lr=self.lr,
-                    max_epochs=self.config.train_cfg.get("max_epochs"),
-                    max_iters=self.config.train_cfg.get("max_iters"),
-                    clip_grad=(self.config.optim_wrapper.get("clip_grad") or {}).get("max_norm"),
+                    max_epochs=train.get("max_epochs"), max_iters=train.get("max_iters"),
+                    clip_grad=((self.config.optim_wrapper or {}).get("clip_grad") or {}).get(
+                        "max_norm"),
                     head=self.config.model.bbox_head.type)
 
 
@@ -41,7 +42,10 @@ def plan(cells: list[Cell], opts: Options = Options()) -> list[PlannedCell]:
     out = []
     for cell in cells:
         cfg = resolve(cell, opts)
-        gpus, per_gpu = gpus_and_batch(load_profile(cell.profile), cell.variant)
+        gpus, per_gpu = gpus_and_batch(cell_profile(cell), cell.variant)
+        if cell.source == "released":  # evaluated only: one image at a time, no optimizer
+            out.append(PlannedCell(cell, config_hash(cfg), gpus, None, None, cfg))
+            continue
         out.append(PlannedCell(cell, config_hash(cfg), gpus, per_gpu,
                                float(cfg.optim_wrapper.optimizer.lr), cfg))
     return out

@@ -24,7 +24,7 @@ import pandas as pd
 
 from reports.published import PUBLISHED_PROFILES
 from reports.store import DETECTOR_NAMES, VARIANT_NAMES, read_log_tail
-from reports.table import Block, TableModel
+from reports.table import ROW_RELEASED, Block, TableModel
 
 #: Cells listed one by one in the sweep-status section before "and N more".
 MAX_STATUS_CELLS = 200
@@ -61,6 +61,8 @@ table.ablation td.cell { text-align: right; white-space: nowrap; }
 table.ablation tr.group-start > * { border-top: 1.5px solid #b8c0cc; }
 td.value, td.partial { font-weight: 500; }
 td.reference { color: #475467; background: #f7f8fa; }
+tr.released td.cell { background: #f2f6fd; }
+tr.released td.rowlabel { color: var(--accent); font-weight: 600; }
 td.failed, td.cancelled { color: var(--bad); font-weight: 700; background: #fdf0ef; }
 td.pending, td.running { color: var(--warn); font-style: italic; }
 td.missing, td.na { color: #98a2b3; }
@@ -133,7 +135,8 @@ def block_html(block: Block, profile: str) -> str:
     for (det, row), values in block.display.iterrows():
         states = block.states.loc[(det, row)]
         first = det not in seen
-        cls = ' class="group-start"' if first else ""
+        classes = (["group-start"] if first else []) + (["released"] if row.startswith(ROW_RELEASED) else [])
+        cls = f' class="{" ".join(classes)}"' if classes else ""
         out.append(f'<tr{cls} data-detector="{esc(_KEY_BY_DETECTOR_NAME.get(det, det))}" data-row="{esc(row)}">')
         if first:
             out.append(f'<th class="det" rowspan="{groups[det]}">{esc(det)}</th>')
@@ -423,8 +426,11 @@ def render_html(
     skipped = list(skipped_plot_profiles)
     for m in models:
         out.append(f'<h2 id="profile-{esc(m.profile)}">Profile <code>{esc(m.profile)}</code></h2>')
-        if m.profile in PUBLISHED_PROFILES:
-            out.append('<p class="meta">Published values (SEPC, CVPR 2020, R-50-FPN 1x) are shown beside ours.</p>')
+        released = any(r.startswith(ROW_RELEASED) for _d, r in m.block("ap").display.index)
+        if m.profile in PUBLISHED_PROFILES or released:
+            shown = ["published values (SEPC, CVPR 2020, R-50-FPN 1x)"] if m.profile in PUBLISHED_PROFILES else []
+            shown += ["the authors' released checkpoints evaluated here (shaded <i>released</i> rows)"] if released else []
+            out.append(f'<p class="meta">Shown beside ours: {" and ".join(shown)}.</p>')
         for b in m.blocks:
             out.append(f"<h3>{esc(b.title)}</h3>")
             out.append(block_html(b, m.profile))

@@ -69,6 +69,8 @@ SCHEMA: dict[str, str] = {
     "started_at": "str",
     "finished_at": "str",
     "ann_file": "str",
+    "checkpoint": "str",
+    "checkpoint_sha256": "str",
 }
 COLUMNS: tuple[str, ...] = tuple(SCHEMA)
 METRICS: tuple[str, ...] = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")

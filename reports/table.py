@@ -50,6 +50,7 @@ ROW_OURS = "ours"
 ROW_RELEASED = "released"
 ROW_PUBLISHED = "published"
 ROW_VS_PUBLISHED = "ours − pub."
+ROW_RELEASED_VS_PUBLISHED = "released − pub."
 SIGNIFICANT = "†"
 
 
@@ -369,11 +370,17 @@ def build_table(df: pd.DataFrame, profile: str | None = None) -> TableModel:
             rec["released_status"] = r.status if r else "not run"
             rec["released_AP"] = r.mean("AP") if r else np.nan
             rec["released_AP_delta"] = (rec["released_AP"] - base_rel.mean("AP")) if (r and base_rel) else np.nan
+            for col in ("latency_ms", "latency_paper_ms"):
+                val = r.median(col) if r else np.nan
+                val_b = base_rel.median(col) if base_rel else np.nan
+                rec[f"released_{col}"] = val
+                rec[f"released_{col[:-3]}_pct"] = (val / val_b - 1) * 100 if val_b > 0 else np.nan
             pub = PUBLISHED_AP.get((d, v), np.nan) if published else np.nan
             rec["published_AP"] = pub
             rec["published_AP_delta"] = pub - PUBLISHED_AP.get((d, "baseline"), np.nan) if published else np.nan
             rec["published_note"] = NOT_PRINTED[(d, v)][1] if published and (d, v) in NOT_PRINTED else ""
             rec["AP_minus_published"] = rec["AP"] - pub
+            rec["released_AP_minus_published"] = rec["released_AP"] - pub
             records.append(rec)
     numeric = pd.DataFrame.from_records(records)
     num = {(r["detector"], r["variant"]): r for r in records}
@@ -387,6 +394,8 @@ def build_table(df: pd.DataFrame, profile: str | None = None) -> TableModel:
             ap_rows.append((dn, ROW_RELEASED))
         if published:
             ap_rows += [(dn, ROW_PUBLISHED), (dn, ROW_VS_PUBLISHED)]
+            if d in has_released:
+                ap_rows.append((dn, ROW_RELEASED_VS_PUBLISHED))
     ap, ap_st = frame(ap_rows), frame(ap_rows)
 
     def ap_text(c: _Cell | None, base: _Cell | None, v: str, rec: dict[str, Any] | None) -> tuple[str, str]:
@@ -435,34 +444,38 @@ def build_table(df: pd.DataFrame, profile: str | None = None) -> TableModel:
                     if v != "baseline" and pb is not None:
                         text += f" ({_signed(pub - pb)})"
                     ap.loc[(dn, ROW_PUBLISHED), vn], ap_st.loc[(dn, ROW_PUBLISHED), vn] = text, "reference"
-                diff = rec["AP_minus_published"]
-                if _nan(diff):
-                    ap.loc[(dn, ROW_VS_PUBLISHED), vn] = ap.loc[(dn, ROW_OURS), vn] if pub is not None else NOT_RUN
-                    ap_st.loc[(dn, ROW_VS_PUBLISHED), vn] = ap_st.loc[(dn, ROW_OURS), vn] if pub is not None else "missing"
-                else:
-                    ap.loc[(dn, ROW_VS_PUBLISHED), vn] = _signed(diff)
-                    ap_st.loc[(dn, ROW_VS_PUBLISHED), vn] = "value"
+                for row, mine, col in ((ROW_VS_PUBLISHED, ROW_OURS, "AP_minus_published"),
+                                       (ROW_RELEASED_VS_PUBLISHED, ROW_RELEASED, "released_AP_minus_published")):
+                    if row == ROW_RELEASED_VS_PUBLISHED and d not in has_released:
+                        continue
+                    diff = rec[col]
+                    if _nan(diff):  # no number: say why, as the row it is computed from does
+                        ap.loc[(dn, row), vn] = ap.loc[(dn, mine), vn] if pub is not None else NOT_RUN
+                        ap_st.loc[(dn, row), vn] = ap_st.loc[(dn, mine), vn] if pub is not None else "missing"
+                    else:
+                        ap.loc[(dn, row), vn] = _signed(diff)
+                        ap_st.loc[(dn, row), vn] = "value"
 
     blocks = [Block("ap", "COCO box AP (difference to the detector's baseline)", ap.frame(), ap_st.frame())]
 
-    # ---- latency block
-    has_paper_lat = numeric["latency_paper_ms"].notna().any()
-    lat_rows = []
-    for d in detectors:
-        dn = DETECTOR_NAMES.get(d, d)
-        lat_rows.append((dn, "model step"))
-        if has_paper_lat:
-            lat_rows.append((dn, "paper protocol"))
+    # ---- latency block (released checkpoints get rows of their own)
+    has_paper_lat = numeric["latency_paper_ms"].notna().any() or numeric["released_latency_paper_ms"].notna().any()
+    lat_specs = [("model step", "trained", "latency_ms", "latency_pct")]
+    if has_paper_lat:
+        lat_specs.append(("paper protocol", "trained", "latency_paper_ms", "latency_paper_pct"))
+    lat_specs += [(f"{ROW_RELEASED}: {row}", "released", f"released_{col}", f"released_{pct}")
+                  for row, _src, col, pct in list(lat_specs)]
+    lat_rows = [(DETECTOR_NAMES.get(d, d), row) for d in detectors for row, src, _c, _p in lat_specs
+                if src == "trained" or d in has_released]
     lat, lat_st = frame(lat_rows), frame(lat_rows)
     for d in detectors:
         dn = DETECTOR_NAMES.get(d, d)
         for v, vn in zip(variants, vnames):
-            c = cells.get((d, v, "trained"))
             rec = num[(d, v)]
-            for row, col, pct in (("model step", "latency_ms", "latency_pct"),
-                                  ("paper protocol", "latency_paper_ms", "latency_paper_pct")):
-                if row == "paper protocol" and not has_paper_lat:
+            for row, src, col, pct in lat_specs:
+                if src == "released" and d not in has_released:
                     continue
+                c = cells.get((d, v, src))
                 if c is None:
                     text, st = NOT_RUN, "missing"
                 elif _nan(rec[col]):
@@ -518,7 +531,10 @@ def build_table(df: pd.DataFrame, profile: str | None = None) -> TableModel:
                          "ours − pub.: our AP minus the published AP.")
         footnotes.append(LATENCY_NOTE + ".")
     if has_released:
-        footnotes.append("released: the authors' checkpoints evaluated by this harness.")
+        footnotes.append("released: the authors' mmdet-1.1 checkpoints, converted and evaluated by this harness "
+                         "with mmdet 1.x's anchors, box coders and NMS (no training); differences to their baseline "
+                         "only where a released baseline exists."
+                         + (" released − pub.: their AP here minus the published AP." if published else ""))
     footnotes.append(f"{NOT_RUN} not run (no result); pending/running: not finished; FAILED/cancelled: see the sweep status.")
     return TableModel(profile=profile, blocks=blocks, numeric=numeric, footnotes=footnotes)
 

@@ -2,15 +2,18 @@
 
 Importing this package (``custom_imports=dict(imports=['sepc'])`` in a config) registers the
 ``SEPC`` neck and the ``SEPCRetinaHead``, ``SEPCFSAFHead`` and ``SEPCFreeAnchorRetinaHead``
-heads in mmdet's MODELS registry, and lets torch >= 2.6 load mmengine checkpoints.
+heads in mmdet's MODELS registry, the legacy coder and metric that evaluating the authors'
+mmdet-1.1 checkpoints needs (``sepc.legacy``), and lets torch >= 2.6 load mmengine checkpoints.
 """
 from .checkpoint import allow_mmengine_checkpoints
 from .heads import SEPCFreeAnchorRetinaHead, SEPCFSAFHead, SEPCRetinaHead
+from .legacy import LegacyCocoMetric, LegacyTBLRBBoxCoder
 from .necks import SEPC, PConvModule
 from .ops import SEPCConv, deform_conv2d
 
 allow_mmengine_checkpoints()
 
 __all__ = ["SEPC", "PConvModule", "SEPCConv", "SEPCRetinaHead", "SEPCFSAFHead",
-           "SEPCFreeAnchorRetinaHead", "deform_conv2d", "allow_mmengine_checkpoints"]
+           "SEPCFreeAnchorRetinaHead", "LegacyTBLRBBoxCoder", "LegacyCocoMetric", "deform_conv2d",
+           "allow_mmengine_checkpoints"]
 __version__ = "0.1.0"

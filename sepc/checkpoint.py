@@ -83,7 +83,8 @@ def map_mmdet1_key(key: str, rules: list[tuple[str, str]] = MMDET1_TO_3_RULES) -
     return key
 
 
-def _short(keys: list[str], n: int = 12) -> str:
+def shorten_keys(keys: list[str], n: int = 12) -> str:
+    """The first ``n`` keys, comma-separated, and how many more."""
     more = f" ... (+{len(keys) - n} more)" if len(keys) > n else ""
     return ", ".join(keys[:n]) + more
 
@@ -112,16 +113,20 @@ def convert_state_dict(src: Mapping[str, Tensor], model: nn.Module,
         parts = []
         if unmapped:
             parts.append(f"{len(unmapped)} checkpoint keys map to nothing in the model: "
-                         f"{_short(unmapped)}")
+                         f"{shorten_keys(unmapped)}")
         if mismatched:
-            parts.append(f"{len(mismatched)} shape mismatches: {_short(mismatched)}")
+            parts.append(f"{len(mismatched)} shape mismatches: {shorten_keys(mismatched)}")
         if missing:
-            parts.append(f"{len(missing)} model keys missing from the checkpoint: {_short(missing)}")
+            parts.append(f"{len(missing)} model keys missing from the checkpoint: {shorten_keys(missing)}")
         if any("conv_offset" in k for k in unmapped):
             parts.append("hint: the checkpoint has deformable (offset) convs that this variant "
                          "lacks: is it a SEPC / SEPC-lite checkpoint?")
         if any("conv_offset" in k for k in missing):
             parts.append("hint: this variant has deformable convs the checkpoint lacks")
+        if any(k.split(" ")[0].endswith(("retina_cls.weight", "retina_cls.bias")) for k in mismatched):
+            parts.append("hint: the classifier's width (classes x anchors) differs: are the data "
+                         "root's categories the checkpoint's (COCO's 80 for the released models), "
+                         "and is it the same detector?")
         raise CheckpointConversionError("; ".join(parts))
     for k, v in target.items():  # keep the model's own BN counters
         out.setdefault(k, v)
@@ -159,6 +164,16 @@ def to_mmdet1_state_dict(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
 
 def save_mmdet1_checkpoint(state: Mapping[str, Tensor], path: str | Path,
                            classes: tuple[str, ...] = ()) -> None:
-    """Write ``state`` with the file layout of an mmdet-1.x checkpoint (tests, round trips)."""
-    torch.save({"meta": {"mmdet_version": "1.0rc1+sepc", "CLASSES": tuple(classes)},
-                "state_dict": to_mmdet1_state_dict(state)}, path)
+    """Write ``state`` as mmdet 1.1 / mmcv 0.4 saved a checkpoint (tests, round trips): torch's
+    legacy (pre-zip) serialization, ``meta`` with versions and config text, ``state_dict`` under
+    1.x names, and the SGD optimizer state mmcv's runner saved beside them."""
+    sd = to_mmdet1_state_dict(state)
+    meta = {"mmdet_version": "1.1.0+sepc", "mmcv_version": "0.4.3", "config": "# 1.x config text",
+            "CLASSES": tuple(classes), "epoch": 12, "iter": 0, "time": "Thu Mar 12 00:00:00 2020"}
+    optimizer = {"state": {i: {"momentum_buffer": torch.zeros_like(v)}
+                           for i, v in enumerate(sd.values()) if v.is_floating_point()},
+                 "param_groups": [{"lr": 1e-4, "momentum": 0.9, "dampening": 0,
+                                   "weight_decay": 1e-4, "nesterov": False, "initial_lr": 0.01,
+                                   "params": list(range(len(sd)))}]}
+    torch.save({"meta": meta, "state_dict": sd, "optimizer": optimizer}, path,
+               _use_new_zipfile_serialization=False)

@@ -40,6 +40,7 @@ from reports.table import (
 )
 
 VARIANT_COLS = ["Baseline", "PConv", "iBN+PConv", "SEPC-lite", "SEPC"]
+VARIANT_KEYS = ["baseline", "pconv", "ibn", "sepc_lite", "sepc"]
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +208,7 @@ def test_paper_profile_shows_published_released_and_difference(paper_dir: Path) 
     assert m.profile == "paper"
     ap = m.block("ap").display
     rows = [r for d, r in ap.index if d == "RetinaNet"]
-    assert rows == ["ours", "released", "published", "ours − pub."]
+    assert rows == ["ours", "released", "published", "ours − pub.", "released − pub."]
     # the values the authors did not print are marked, with a footnote
     assert ap.loc[("RetinaNet", "published"), "Baseline"] == "35.6*"
     assert ap.loc[("FreeAnchor", "published"), "Baseline"] == "38.5**"
@@ -223,8 +224,48 @@ def test_paper_profile_shows_published_released_and_difference(paper_dir: Path) 
     rec = _num(m, "fsaf", "sepc")
     assert ap.loc[("FSAF", "ours − pub."), "SEPC"] == f"{rec['AP'] - 41.6:+.1f}"
     assert ap.loc[("FSAF", "released"), "SEPC"].startswith(f"{rec['released_AP']:.1f} (")
+    assert ap.loc[("FSAF", "released − pub."), "SEPC"] == f"{rec['released_AP'] - 41.6:+.1f}"
+    assert rec["released_AP_minus_published"] == pytest.approx(rec["released_AP"] - 41.6)
     # the paper protocol's latency gets its own row
     assert ("RetinaNet", "paper protocol") in m.block("latency").display.index
+
+
+def test_released_rows_sit_beside_ours_and_missing_ones_are_not_zero(tmp_path: Path) -> None:
+    """A paper store with trained cells and some released checkpoints (the authors released no
+    RetinaNet baseline; one checkpoint failed to convert): the released row follows ours, a cell
+    without a checkpoint reads "—", a failed one FAILED, each has latency rows of its own, and the
+    HTML shades the released rows."""
+    for d in ("retinanet", "freeanchor", "fsaf"):
+        for v in VARIANT_KEYS:
+            write_cell(tmp_path, result_row("paper", d, v))
+    for v in VARIANT_KEYS[1:]:
+        write_cell(tmp_path, result_row("paper", "retinanet", v, source="released"))
+    write_cell(tmp_path, result_row("paper", "fsaf", "sepc", source="released", status="failed",
+                                    error="CheckpointConversionError: sepc_fsaf.pth: ..."))
+    m = build_table(read_results(tmp_path))
+    ap, lat = m.block("ap").display, m.block("latency").display
+    assert [r for d, r in ap.index if d == "RetinaNet"] == [
+        "ours", "released", "published", "ours − pub.", "released − pub."]
+    assert "released" not in {r for d, r in ap.index if d == "FreeAnchor"}
+    assert ap.loc[("RetinaNet", "released"), "Baseline"] == NOT_RUN
+    assert ap.loc[("RetinaNet", "released − pub."), "Baseline"] == NOT_RUN
+    rec = _num(m, "retinanet", "sepc")
+    assert ap.loc[("RetinaNet", "released"), "SEPC"] == f"{rec['released_AP']:.1f}"  # no released baseline
+    assert ap.loc[("RetinaNet", "released − pub."), "SEPC"] == f"{rec['released_AP'] - 39.6:+.1f}"
+    assert ap.loc[("FSAF", "released"), "SEPC"] == "FAILED"
+    assert ap.loc[("FSAF", "released"), "PConv"] == NOT_RUN
+    assert [r for d, r in lat.index if d == "RetinaNet"] == [
+        "model step", "paper protocol", "released: model step", "released: paper protocol"]
+    assert lat.loc[("RetinaNet", "released: model step"), "SEPC"] == f"{rec['released_latency_ms']:.1f} ms"
+    assert lat.loc[("RetinaNet", "released: model step"), "Baseline"] == NOT_RUN
+    assert lat.loc[("FSAF", "released: paper protocol"), "SEPC"] == "FAILED"
+    assert any(f.startswith("released: the authors' mmdet-1.1 checkpoints") for f in m.footnotes)
+
+    page = (build_report(tmp_path, formats=("html",))["html"]).read_text()
+    rows = re.findall(r'<tr class="([^"]*)" data-detector="retinanet" data-row="([^"]*)"', page)
+    assert ("released", "released") in rows and ("released", "released − pub.") in rows
+    assert ("released", "released: model step") in rows
+    assert not any("released" in c for c, r in rows if not r.startswith("released"))
 
 
 def test_smoke_profile_has_no_published_column(smoke) -> None:
