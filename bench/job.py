@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import sys
 import time
 import traceback
@@ -56,19 +57,13 @@ def _versions() -> dict:
 
 
 def git_commit() -> str | None:
-    head = REPO / ".git" / "HEAD"
+    """The checkout's commit (worktrees and packed refs included); None outside a git checkout."""
     try:
-        ref = head.read_text().strip()
-        if ref.startswith("ref: "):
-            path = REPO / ".git" / ref[5:]
-            if path.is_file():
-                return path.read_text().strip()[:12]
-            packed = (REPO / ".git" / "packed-refs").read_text()
-            return next(line.split()[0][:12] for line in packed.splitlines()
-                        if line.endswith(ref[5:]))
-        return ref[:12]
-    except (OSError, StopIteration):
+        out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
         return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def _plain_config_text() -> None:
