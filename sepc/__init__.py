@@ -6,11 +6,11 @@ heads in mmdet's MODELS registry, and lets torch >= 2.6 load mmengine checkpoint
 """
 from .checkpoint import allow_mmengine_checkpoints
 from .heads import SEPCFreeAnchorRetinaHead, SEPCFSAFHead, SEPCRetinaHead
-from .necks import SEPC, PConvModule
+from .necks import SEPC, PConvModule, fuse_ibn
 from .ops import SEPCConv, deform_conv2d
 
 allow_mmengine_checkpoints()
 
 __all__ = ["SEPC", "PConvModule", "SEPCConv", "SEPCRetinaHead", "SEPCFSAFHead",
-           "SEPCFreeAnchorRetinaHead", "deform_conv2d", "allow_mmengine_checkpoints"]
+           "SEPCFreeAnchorRetinaHead", "deform_conv2d", "fuse_ibn", "allow_mmengine_checkpoints"]
 __version__ = "0.1.0"
