@@ -215,7 +215,8 @@ def measure_group(size: Size, detector: str, variants: list[str], s: Settings,
         times = interleaved({v: step(v) for v in variants}, s.warmup, s.reps, s.device,
                             progress)
         for v in variants:
-            rows[v].update({f"step_{k}": x for k, x in summarise(times[v]).items()})
+            rows[v].update({f"step_{k}": x for k, x in summarise(times[v]).items()},
+                           step_times_ms=times[v])
             if s.memory:
                 rows[v]["peak_mem_mb"] = peak_memory_mb(step(v), s.device)
         if size.name in s.batch_sizes:
@@ -226,13 +227,17 @@ def measure_group(size: Size, detector: str, variants: list[str], s: Settings,
                                 s.batch_warmup, s.batch_reps, s.device, progress)
             for v in variants:
                 per_image = [t / s.batch for t in times[v]]
-                rows[v].update({f"batch_{k}": x for k, x in summarise(per_image).items()})
+                rows[v].update({f"batch_{k}": x for k, x in summarise(per_image).items()},
+                               batch_times_ms=per_image)
     base = rows.get("baseline")
     for row in rows.values():
         for proto in ("step", "batch"):
             key = f"{proto}_median_ms"
             if base and key in row and key in base:
                 row[f"{proto}_ratio"] = row[key] / base[key]
+                # per round, against the baseline timed moments before: robust to load drift
+                row[f"{proto}_ratio_paired"] = statistics.median(
+                    t / b for t, b in zip(row[f"{proto}_times_ms"], base[f"{proto}_times_ms"]))
     return list(rows.values())
 
 
@@ -278,6 +283,13 @@ def _fmt(x: float | None, digits: int = 1) -> str:
     return "" if x is None else f"{x:.{digits}f}"
 
 
+def _ratio(row: dict, proto: str) -> str:
+    """ratio of medians, and the median of per-round ratios in brackets."""
+    if f"{proto}_ratio" not in row:
+        return ""
+    return f"{row[f'{proto}_ratio']:.3f} ({row[f'{proto}_ratio_paired']:.3f})"
+
+
 def render_markdown(doc: dict) -> str:
     """The results as one Markdown table per size, then the settings."""
     m = doc["meta"]
@@ -285,8 +297,8 @@ def render_markdown(doc: dict) -> str:
     for size in dict.fromkeys(r["size"] for r in doc["rows"]):
         rows = [r for r in doc["rows"] if r["size"] == size]
         out += [f"### {size} size (input {rows[0]['input']})", "",
-                "| detector | variant | step ms (p10-p90) | x baseline | batch-8 ms/img "
-                "(p10-p90) | x baseline | params M | GFLOPs | peak mem MiB |",
+                "| detector | variant | step ms (p10-p90) | x baseline (paired) | batch-8 ms/img "
+                "(p10-p90) | x baseline (paired) | params M | GFLOPs | peak mem MiB |",
                 "|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
             step = (f"{r['step_median_ms']:.1f} ({r['step_p10_ms']:.1f}-{r['step_p90_ms']:.1f})"
@@ -296,7 +308,7 @@ def render_markdown(doc: dict) -> str:
             flops = r.get("flops")
             out.append(
                 f"| {r['detector']} | {VARIANTS[r['variant']].label} | {step} | "
-                f"{_fmt(r.get('step_ratio'), 3)} | {batch} | {_fmt(r.get('batch_ratio'), 3)} | "
+                f"{_ratio(r, 'step')} | {batch} | {_ratio(r, 'batch')} | "
                 f"{r['params'] / 1e6:.2f} | {_fmt(flops / 1e9 if flops else None, 2)} | "
                 f"{_fmt(r.get('peak_mem_mb'))} |")
         out.append("")

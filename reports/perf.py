@@ -35,6 +35,13 @@ def _timing(row: dict, proto: str) -> str:
             f"{row[f'{proto}_p90_ms']:.1f})")
 
 
+def _ratio(row: dict, proto: str) -> str:
+    if row.get(f"{proto}_ratio") is None:
+        return ""
+    paired = row.get(f"{proto}_ratio_paired")
+    return _num(row[f"{proto}_ratio"], 3) + (f" ({paired:.3f})" if paired is not None else "")
+
+
 def perf_html(doc: dict) -> str:
     """One table per input size: latency (median, p10–p90), ratio to the baseline, cost."""
     m, esc = doc.get("meta", {}), html.escape
@@ -45,8 +52,8 @@ def perf_html(doc: dict) -> str:
            f'{esc(str(m.get("date", "")))}. FLOPs: {esc(str(m.get("flops_note", "")))}. '
            f'Peak memory: {esc(str(m.get("memory_note", "")))}.</p>']
     sizes = dict.fromkeys(r.get("size") for r in doc["rows"])
-    head = ["Detector", "Variant", "model step ms (p10–p90)", "× baseline",
-            f"batch-{m.get('batch', 8)} ms/image (p10–p90)", "× baseline", "params (M)",
+    head = ["Detector", "Variant", "model step ms (p10–p90)", "× baseline (paired)",
+            f"batch-{m.get('batch', 8)} ms/image (p10–p90)", "× baseline (paired)", "params (M)",
             "GFLOPs", "peak memory (MiB)"]
     for size in sizes:
         rows = [r for r in doc["rows"] if r.get("size") == size]
@@ -57,8 +64,8 @@ def perf_html(doc: dict) -> str:
             flops = r.get("flops")
             cells = [DETECTOR_NAMES.get(r["detector"], r["detector"]),
                      VARIANT_NAMES.get(r["variant"], r["variant"]), _timing(r, "step"),
-                     _num(r.get("step_ratio"), 3), _timing(r, "batch"),
-                     _num(r.get("batch_ratio"), 3), _num(r.get("params", 0) / 1e6, 2),
+                     _ratio(r, "step"), _timing(r, "batch"), _ratio(r, "batch"),
+                     _num(r.get("params", 0) / 1e6, 2),
                      _num(flops / 1e9 if flops else None, 2), _num(r.get("peak_mem_mb"), 1)]
             out.append(f'<tr data-detector="{esc(r["detector"])}" data-variant='
                        f'"{esc(r["variant"])}">' + "".join(f"<td>{esc(c)}</td>" for c in cells)

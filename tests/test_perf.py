@@ -94,6 +94,7 @@ def test_smoke_size_run_writes_json_markdown_and_report(tmp_path):
     assert (base["variant"], lite["variant"]) == ("baseline", "sepc_lite")
     assert base["step_ratio"] == 1.0 and base["batch_ratio"] == 1.0
     assert lite["step_ratio"] == lite["step_median_ms"] / base["step_median_ms"]
+    assert base["step_ratio_paired"] == 1.0 and len(lite["step_times_ms"]) == 2
     assert lite["params"] > base["params"] > 0 and lite["flops"] > 0
     assert base["input"] == "1x3x256x256" and lite["step_n"] == 2 and "peak_mem_mb" in lite
     assert doc["meta"]["fused_bn"] is True and doc["meta"]["device"].startswith("cpu")

@@ -218,23 +218,7 @@ def test_head_flops_match_the_paper_ratio():
     """4 PConvs + 1 cls/loc conv per branch = 0.99925x the stock 2 x 4-conv tower (C=256, an
     exact 2x pyramid); 4 stacked PConvs = 1.4985x four plain convs. Whole-module totals
     (upsampling, ReLU, ...) within 1% of the same figure."""
-    from mmdet.models.dense_heads import RetinaHead
-
-    class Tower(nn.Module):  # the stock head minus its predictors (the same in both heads)
-        def __init__(self):
-            super().__init__()
-            self.head = RetinaHead(num_classes=80, in_channels=256, stacked_convs=4)
-
-        def forward(self, feats):
-            out = []
-            for f in feats:
-                c, r = f, f
-                for conv in self.head.cls_convs:
-                    c = conv(c)
-                for conv in self.head.reg_convs:
-                    r = conv(r)
-                out.append((c, r))
-            return out
+    from bench.bench_neck import Tower  # the stock head minus its predictors (same in both)
 
     x = [torch.randn(1, 256, 64 >> i, 64 >> i) for i in range(5)]
     stock_conv, stock_total = _conv_flops(Tower().eval(), x)
