@@ -7,7 +7,7 @@ RESULTS ?=
 ARGS ?=
 results_flag = $(if $(RESULTS),--results $(RESULTS),)
 
-.PHONY: help setup table released sweep status test test-fast slurm-up slurm-down slurm-check chromium bench clean
+.PHONY: help setup table released sweep status test test-fast slurm-up slurm-down slurm-check chromium bench bench-micro clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -49,8 +49,12 @@ test: setup slurm-up chromium  ## the whole suite, slow end-to-end, SLURM and br
 test-fast: setup  ## unit tests only (no SLURM, no browser, no end-to-end sweep)
 	$(PY) -m pytest -q -m "not slow and not slurm and not browser" $(ARGS)
 
-bench: setup  ## speed benchmarks (deformable conv; see README, Performance)
+bench: setup  ## inference speed of every detector x variant, interleaved, -> results/smoke/perf.{json,md} (README, Performance)
+	$(PY) -m bench perf $(ARGS)
+
+bench-micro: setup  ## micro-benchmarks: deformable conv paths, SEPC neck parts vs the stock head tower
 	$(PY) -m bench.bench_deform $(ARGS)
+	$(PY) -m bench.bench_neck $(ARGS)
 
 clean:  ## remove results and caches (keeps .venv)
 	rm -rf results runs work_dirs .pytest_cache

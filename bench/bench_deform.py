@@ -1,4 +1,4 @@
-"""Benchmark: mmcv's deformable conv kernel versus the sampling + matmul path (sepc.ops).
+"""Benchmark: mmcv's deformable conv kernel versus the gather + strided-conv path (sepc.ops).
 
     python -m bench.bench_deform [--repeats 5] [--threads 2] [--json out.json]
 

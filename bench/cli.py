@@ -1,4 +1,5 @@
-"""``python -m bench``: plan, run, status, cancel, table, config, compare. ``--help`` on each."""
+"""``python -m bench``: plan, run, status, cancel, table, config, compare, perf. ``--help`` on
+each."""
 from __future__ import annotations
 
 import argparse
@@ -270,6 +271,41 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def _perf_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of `perf` (checked in bench/perf.py, which imports torch: not at start-up)."""
+    p.add_argument("--detectors", help=f"comma list of {', '.join(DETECTORS)} (default: all)")
+    p.add_argument("--variants", help=f"comma list of {', '.join(VARIANTS)} (default: all; the "
+                   "baseline is added for the ratios)")
+    p.add_argument("--sizes", default="paper,smoke", help="comma list of paper (800x1333 -> "
+                   "800x1344, R-50 paper models) and smoke (256x256, smoke models); default both")
+    p.add_argument("--device", help="cpu or cuda[:N] (default: cuda if available)")
+    p.add_argument("--dtype", choices=("fp32", "fp16"), default="fp32",
+                   help="fp16 = torch.autocast on CUDA (default fp32)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
+    p.add_argument("--warmup", type=int, help="model-step warm-up rounds (cpu 2, cuda 20)")
+    p.add_argument("--reps", type=int, help="model-step timed rounds (cpu 7, cuda 100)")
+    p.add_argument("--batch", type=int, default=8, help="images per batch of the paper's "
+                   "protocol (default 8)")
+    p.add_argument("--batch-warmup", type=int, help="batch protocol warm-up (cpu 1, cuda 10)")
+    p.add_argument("--batch-reps", type=int, help="batch protocol rounds (cpu 3, cuda 50)")
+    p.add_argument("--batch-sizes", help="sizes the batch protocol runs at, or 'none' "
+                   "(cpu: smoke, cuda: paper,smoke)")
+    p.add_argument("--no-fuse", action="store_true", help="keep BN unfolded (all variants)")
+    p.add_argument("--channels-last", action="store_true", help="channels-last memory for "
+                   "all variants")
+    p.add_argument("--no-flops", action="store_true", help="skip the FLOP count")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory step")
+    p.add_argument("--out", type=Path, help="folder for perf.json and perf.md (default: "
+                   "results/smoke, where the smoke report picks them up)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def cmd_perf(args) -> int:
+    from . import perf
+
+    return perf.main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description="sepc-bench: the SEPC "
                                 "ablation matrix, run locally or on SLURM.")
@@ -334,6 +370,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_compare)
+
+    sp = sub.add_parser("perf", help="inference latency, params, FLOPs and memory of every "
+                        "detector x variant, interleaved, as ratios to the baseline",
+                        description="Speed benchmark of the detectors at the paper's and the "
+                        "smoke size (random weights; see bench/perf.py). Writes perf.json and "
+                        "perf.md.")
+    _perf_arguments(sp)
+    sp.set_defaults(func=cmd_perf)
 
     sp = sub.add_parser("config", help="print the resolved mmengine config of each cell")
     _common(sp)

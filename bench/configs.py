@@ -205,8 +205,12 @@ def _apply_schedule(cfg, profile: Profile, opts: Options) -> None:
 
 
 def resolve(cell: Cell, opts: Options = Options(), work_dir: str | None = None,
-            results_prefix: str | None = None):
-    """The full mmengine Config of a cell."""
+            results_prefix: str | None = None, data: bool = True):
+    """The full mmengine Config of a cell.
+
+    ``data=False`` leaves the detector _base_'s data settings (COCO, 80 classes) as they are
+    and needs no dataset: for building the model alone (``bench perf``).
+    """
     from mmengine.config import Config, ConfigDict
 
     profile = cell_profile(cell)
@@ -214,9 +218,10 @@ def resolve(cell: Cell, opts: Options = Options(), work_dir: str | None = None,
     cfg = Config.fromfile(str(EXPERIMENTS / "_base_" / f"{cell.detector}.py"))
     cfg.merge_from_dict(profile.delta)
     cfg.merge_from_dict(profile.settings.get("per_detector", {}).get(cell.detector, {}))
-    ds = dataset_for(profile, opts, need_train=not released)
-    _, batch = gpus_and_batch(profile, cell.variant)
-    _apply_data(cfg, ds, profile, batch, results_prefix)
+    if data:
+        _, batch = gpus_and_batch(profile, cell.variant)
+        _apply_data(cfg, dataset_for(profile, opts, need_train=not released), profile, batch,
+                    results_prefix)
     if released:  # the authors trained with the faithful padding
         padding = 0
     else:

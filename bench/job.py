@@ -8,6 +8,7 @@ that was killed resumes the same way when the command is run again.
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import socket
@@ -263,8 +264,6 @@ class CellJob(submitit.helpers.Checkpointable):
         from mmengine.dataset import pseudo_collate
         from mmengine.runner import Runner
 
-        from sepc.ops import deform_conv
-
         from . import latency
 
         model = runner.model.module if hasattr(runner.model, "module") else runner.model
@@ -275,23 +274,21 @@ class CellJob(submitit.helpers.Checkpointable):
         device = next(model.parameters()).device
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        out = latency.model_step(model, inputs, samples, int(lat.get("warmup", 20)),
+        timed = latency.fuse_for_inference(copy.deepcopy(model))  # every variant alike
+        out = latency.model_step(timed, inputs, samples, int(lat.get("warmup", 20)),
                                  int(lat.get("iters", 100)))
         loader = Runner.build_dataloader(dict(
             dataset=dataset, batch_size=int(lat.get("paper_batch", 8)), num_workers=0,
             sampler=dict(type="DefaultSampler", shuffle=False), collate_fn=dict(
                 type="pseudo_collate")))
-        out.update(latency.paper_protocol(model, loader, int(lat.get("paper_skip", 100)),
+        out.update(latency.paper_protocol(timed, loader, int(lat.get("paper_skip", 100)),
                                           int(lat.get("paper_iters", 200))))
         out["params"] = latency.count_params(model)
-        saved, deform_conv.DEFAULT_IMPL = deform_conv.DEFAULT_IMPL, "torch"
-        try:  # count on the traceable path: the deformable layers' matmul is then visible
+        try:
             out["flops"] = latency.count_flops(model, inputs, samples)
         except Exception as exc:  # noqa: BLE001 - FLOPs are informative, not worth a failed cell
             print(f"[sepc-bench] FLOP count failed: {exc}", flush=True)
             out["flops"] = None
-        finally:
-            deform_conv.DEFAULT_IMPL = saved
         out["device"] = latency.device_name(device)
         out["peak_mem_mb"] = (torch.cuda.max_memory_allocated(device) / 2**20
                               if device.type == "cuda" else _max_rss_mb())

@@ -24,7 +24,8 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work, so that a timer around a call measures the call."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -61,10 +62,10 @@ def model_step(model: nn.Module, inputs: torch.Tensor, samples: list, warmup: in
     times = []
     with _eval(model):
         for i in range(warmup + iters):
-            _sync(device)
+            sync(device)
             t0 = time.perf_counter()
             model.predict(inputs, samples, rescale=True)
-            _sync(device)
+            sync(device)
             if i >= warmup:
                 times.append((time.perf_counter() - t0) * 1e3)
     q = statistics.quantiles(times, n=10) if len(times) >= 2 else times * 9
@@ -80,15 +81,30 @@ def paper_protocol(model: nn.Module, loader, skip: int = 100, iters: int = 200) 
         batches = islice(cycle(loader), skip + iters) if len(loader) < skip + iters else loader
         it = iter(batches)
         for i in range(skip + iters):
-            _sync(device)
+            sync(device)
             t0 = time.perf_counter()
             data = next(it)
             model.test_step(data)
-            _sync(device)
+            sync(device)
             if i >= skip:
                 per_image.append((time.perf_counter() - t0) * 1e3 / len(data["inputs"]))
     return dict(latency_paper_ms=statistics.fmean(per_image),
                 latency_paper_batch=loader.batch_size, latency_paper_iters=iters)
+
+
+def fuse_for_inference(model: nn.Module) -> nn.Module:
+    """Fold every BatchNorm into the conv before it, in place, in eval mode; returns ``model``.
+
+    mmcv's ``fuse_conv_bn`` folds the backbone's conv+BN pairs, ``sepc.fuse_ibn`` the SEPC
+    neck's iBN (which mmcv's pass cannot see: it follows a sum of convs). Timed models of every
+    variant, the baseline included, get the same treatment; outputs stay equal to float rounding.
+    """
+    from mmcv.cnn import fuse_conv_bn
+
+    from sepc import fuse_ibn
+
+    model.eval()
+    return fuse_ibn(fuse_conv_bn(model))
 
 
 def count_params(model: nn.Module) -> int:
@@ -97,8 +113,12 @@ def count_params(model: nn.Module) -> int:
 
 def count_flops(model: nn.Module, inputs: torch.Tensor, samples: list) -> float | None:
     """FLOPs of backbone+neck+head on ``inputs`` (mmengine's counter: conv, matmul, BN, upsample;
-    the deformable layers count as their matmul, their bilinear sampling and NMS are left out)."""
+    the deformable layers count as their conv, their bilinear sampling and NMS are left out).
+
+    Counted on sepc's traceable deformable path, whatever the device would otherwise use."""
     from mmengine.analysis import FlopAnalyzer
+
+    from sepc.ops import deform_conv
 
     class _Forward(nn.Module):
         def __init__(self, det: nn.Module) -> None:
@@ -108,8 +128,12 @@ def count_flops(model: nn.Module, inputs: torch.Tensor, samples: list) -> float 
         def forward(self, x: torch.Tensor):
             return self.det._forward(x, samples)
 
-    with _eval(model):
-        analyzer = FlopAnalyzer(_Forward(model).eval(), (inputs,))
-        analyzer.unsupported_ops_warnings(False)
-        analyzer.uncalled_modules_warnings(False)
-        return float(analyzer.total())
+    saved, deform_conv.DEFAULT_IMPL = deform_conv.DEFAULT_IMPL, "torch"
+    try:
+        with _eval(model):
+            analyzer = FlopAnalyzer(_Forward(model).eval(), (inputs,))
+            analyzer.unsupported_ops_warnings(False)
+            analyzer.uncalled_modules_warnings(False)
+            return float(analyzer.total())
+    finally:
+        deform_conv.DEFAULT_IMPL = saved

@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 import pandas as pd
 
+from reports.perf import perf_html, read_perf
 from reports.published import PUBLISHED_PROFILES
 from reports.store import DETECTOR_NAMES, VARIANT_NAMES, read_log_tail
 from reports.table import ROW_RELEASED, Block, TableModel
@@ -59,6 +60,11 @@ table.ablation th.det { text-align: left; vertical-align: top; font-weight: 600;
 table.ablation td.rowlabel { color: var(--muted); font-size: 12px; white-space: nowrap; }
 table.ablation td.cell { text-align: right; white-space: nowrap; }
 table.ablation tr.group-start > * { border-top: 1.5px solid #b8c0cc; }
+table.perf { margin: 4px 0 10px; }
+table.perf caption { text-align: left; color: var(--muted); font-size: 12px; }
+table.perf th, table.perf td { padding: 4px 8px; border-bottom: 1px solid var(--line); text-align: right; white-space: nowrap; }
+table.perf thead th { background: var(--soft); }
+table.perf td:nth-child(-n+2) { text-align: left; }
 td.value, td.partial { font-weight: 500; }
 td.reference { color: #475467; background: #f7f8fa; }
 tr.released td.cell { background: #f2f6fd; }
@@ -424,6 +430,7 @@ def render_html(
         f'<span class="badge {esc(k.replace(" ", "-"))}">{esc(k)}: {v}</span>' for k, v in counts.items()) + "</div>")
     out.append(_glance(models))
     skipped = list(skipped_plot_profiles)
+    perf = read_perf(results_dir)  # `bench perf` output beside the results: under latency, once
     for m in models:
         out.append(f'<h2 id="profile-{esc(m.profile)}">Profile <code>{esc(m.profile)}</code></h2>')
         released = any(r.startswith(ROW_RELEASED) for _d, r in m.block("ap").display.index)
@@ -434,6 +441,10 @@ def render_html(
         for b in m.blocks:
             out.append(f"<h3>{esc(b.title)}</h3>")
             out.append(block_html(b, m.profile))
+            if b.key == "latency" and perf:
+                out.append('<h3 id="perf">Speed benchmark (<code>python -m bench perf</code>)</h3>')
+                out.append(perf_html(perf))
+                perf = None
         out.append('<ul class="notes">' + "".join(f"<li>{esc(f)}</li>" for f in m.footnotes) + "</ul>")
         for caption, png in plots.get(m.profile, []):
             out.append(f"<figure>{_png_tag(png, caption)}<figcaption>{esc(caption)}</figcaption></figure>")

@@ -8,12 +8,12 @@ mmdet-1.1 checkpoints needs (``sepc.legacy``), and lets torch >= 2.6 load mmengi
 from .checkpoint import allow_mmengine_checkpoints
 from .heads import SEPCFreeAnchorRetinaHead, SEPCFSAFHead, SEPCRetinaHead
 from .legacy import LegacyCocoMetric, LegacyTBLRBBoxCoder
-from .necks import SEPC, PConvModule
+from .necks import SEPC, PConvModule, fuse_ibn
 from .ops import SEPCConv, deform_conv2d
 
 allow_mmengine_checkpoints()
 
 __all__ = ["SEPC", "PConvModule", "SEPCConv", "SEPCRetinaHead", "SEPCFSAFHead",
            "SEPCFreeAnchorRetinaHead", "LegacyTBLRBBoxCoder", "LegacyCocoMetric", "deform_conv2d",
-           "allow_mmengine_checkpoints"]
+           "fuse_ibn", "allow_mmengine_checkpoints"]
 __version__ = "0.1.0"

@@ -4,7 +4,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import sepc  # noqa: F401  (registers the modules)
+import sepc  # registers the modules
 from sepc.necks import SEPC, integrated_bn
 from sepc.ops import deform_conv2d
 
@@ -153,3 +153,79 @@ def test_original_state_dict_loads_without_renaming(variant):
     result = neck.load_state_dict(original, strict=True)
     assert not result.missing_keys and not result.unexpected_keys
     torch.testing.assert_close(neck.Pconvs[2].Pconv[1].weight, original["Pconvs.2.Pconv.1.weight"])
+
+
+def _randomise(neck, seed=0):
+    """Trained-looking state: non-zero offsets and BN statistics/affine far from identity."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in neck.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                c = m.num_features
+                m.running_mean.copy_(torch.randn(c, generator=g))
+                m.running_var.copy_(torch.rand(c, generator=g) * 2 + 0.2)
+                m.weight.copy_(torch.randn(c, generator=g))
+                m.bias.copy_(torch.randn(c, generator=g))
+            elif isinstance(m, nn.Conv2d):  # the offset convs: offsets of about a pixel
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * 0.05)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g))
+        for name, p in neck.named_parameters():
+            if name.endswith("Pconv.1.bias") or name.endswith("conv.bias"):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+    return neck
+
+
+@pytest.mark.parametrize("variant", ["pconv", "ibn", "sepc_lite", "sepc"])
+@pytest.mark.parametrize("padding", [0, 1])
+def test_fuse_folds_ibn_and_keeps_outputs(variant, padding):
+    """Eval-mode iBN folded into the convs: same outputs to 1e-5, no BN left. Odd level sizes
+    (P3-P7 of an 800x1344 image at stride 16) exercise the upsampled term and the varying term
+    count at P3 and P7."""
+    neck = _randomise(SEPC(in_channels=[8] * 5, out_channels=8, lcconv_padding=padding,
+                           **VARIANT_ARGS[variant])).eval()
+    g = torch.Generator().manual_seed(1)
+    x = [torch.randn(2, 8, h, w, generator=g) for h, w in
+         [(50, 84), (25, 42), (13, 21), (7, 11), (4, 6)]]
+    with torch.no_grad():
+        ref = neck(x)
+        neck.fuse()
+        out = neck(x)
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in neck.modules())
+    for (rc, rl), (oc, ol) in zip(ref, out):
+        torch.testing.assert_close(oc, rc, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(ol, rl, rtol=1e-5, atol=1e-5)
+
+
+def test_fuse_refuses_training_mode_and_fuse_ibn_walks_a_model():
+    neck = SEPC(in_channels=[8] * 5, out_channels=8, iBN=True)
+    with pytest.raises(RuntimeError, match="eval"):
+        neck.fuse()
+    model = nn.Sequential(nn.Identity(), neck).eval()
+    sepc.fuse_ibn(model)
+    assert not neck.iBN and not hasattr(neck, "cbn") and not neck.Pconvs[0].ibn
+
+
+def _conv_flops(module, inputs):
+    from mmengine.analysis import FlopAnalyzer
+
+    analyzer = FlopAnalyzer(module, (inputs,))
+    analyzer.unsupported_ops_warnings(False)
+    analyzer.uncalled_modules_warnings(False)
+    return analyzer.by_operator()["conv"], analyzer.total()
+
+
+def test_head_flops_match_the_paper_ratio():
+    """4 PConvs + 1 cls/loc conv per branch = 0.99925x the stock 2 x 4-conv tower (C=256, an
+    exact 2x pyramid); 4 stacked PConvs = 1.4985x four plain convs. Whole-module totals
+    (upsampling, ReLU, ...) within 1% of the same figure."""
+    from bench.bench_neck import Tower  # the stock head minus its predictors (same in both)
+
+    x = [torch.randn(1, 256, 64 >> i, 64 >> i) for i in range(5)]
+    stock_conv, stock_total = _conv_flops(Tower().eval(), x)
+    sepc_neck = SEPC(out_channels=256, lcconv_padding=1).eval()
+    sepc_conv, sepc_total = _conv_flops(sepc_neck, x)
+    assert sepc_conv / stock_conv == pytest.approx(0.99925, abs=2e-5)
+    assert sepc_total / stock_total == pytest.approx(0.99925, rel=0.01)
+    pconvs = nn.Sequential(*sepc_neck.Pconvs).eval()
+    pconv_conv, _ = _conv_flops(pconvs, x)
+    assert pconv_conv / (stock_conv / 2) == pytest.approx(1.4985, abs=2e-4)

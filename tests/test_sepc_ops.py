@@ -120,3 +120,20 @@ def test_sepc_conv_parameter_count():
     assert sum(p.numel() for p in SEPCConv(256, 256, padding=1).parameters()) == 590_080
     deform = SEPCConv(256, 256, padding=1, part_deform=True)
     assert sum(p.numel() for p in deform.conv_offset.parameters()) == 41_490
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_inference_and_training_forms_agree_in_both_layouts(stride):
+    """No grad: taps gathered into a tap image + strided conv; with grad: one matmul. Same
+    values, in NCHW or channels-last (whose layout the output keeps)."""
+    x, w = _rand(2, 6, 11, 9).float(), _rand(5, 6, 3, 3, seed=9).float()
+    off = (_rand(2, 18, (11 - 1) // stride + 1, (9 - 1) // stride + 1, seed=10) * 2).float()
+    ref = deform_conv2d(x, off, w, stride, 1, impl="mmcv")
+    with torch.no_grad():
+        cl = x.contiguous(memory_format=torch.channels_last)
+        out_cl = deform_conv2d_torch(cl, off, w, stride, 1)
+        assert out_cl.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(out_cl, ref, rtol=1e-5, atol=1e-5)
+    train = deform_conv2d_torch(x, off.clone().requires_grad_(), w, stride, 1)
+    assert train.requires_grad and train.is_contiguous()
+    torch.testing.assert_close(train.detach(), ref, rtol=1e-5, atol=1e-5)

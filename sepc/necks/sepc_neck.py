@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
@@ -11,7 +12,16 @@ from mmengine.model import BaseModule
 from torch import Tensor
 
 from ..ops import SEPCConv
-from .ibn import integrated_bn
+from .ibn import bn_affine, integrated_bn
+
+
+@torch.no_grad()
+def _fold(conv: SEPCConv, scale: torch.Tensor, shift: torch.Tensor | None = None) -> None:
+    """conv <- conv * scale (+ shift): the deformable use too, as its offsets read the input."""
+    conv.weight.mul_(scale.view(-1, 1, 1, 1))
+    conv.bias.mul_(scale)
+    if shift is not None:
+        conv.bias.add_(shift)
 
 
 class PConvModule(nn.Module):
@@ -52,6 +62,22 @@ class PConvModule(nn.Module):
         if self.ibn:
             out = integrated_bn(out, self.bn)
         return [self.relu(y) for y in out]
+
+    def fuse(self) -> None:
+        """Fold eval-mode iBN into the three convs (in place; inference only).
+
+        BN(sum of terms) = sum(scale * term) + shift. Every term is linear in its conv's weight
+        and bias (bilinear upsampling with align_corners=True keeps constants), so each conv is
+        scaled; the shift goes once per level, into ``Pconv[1]``, the only term every level has
+        (P3 has no finer term, the top level no coarser one).
+        """
+        if not self.ibn:
+            return
+        scale, shift = bn_affine(self.bn)
+        for i, conv in enumerate(self.Pconv):
+            _fold(conv, scale, shift if i == 1 else None)
+        self.ibn = False
+        del self.bn
 
 
 @MODELS.register_module()
@@ -125,3 +151,29 @@ class SEPC(BaseModule):
             cls = integrated_bn(cls, self.cbn)
             loc = integrated_bn(loc, self.lbn)
         return tuple((self.relu(c), self.relu(r)) for c, r in zip(cls, loc))
+
+    def fuse(self) -> "SEPC":
+        """Fold every iBN into the conv before it, for inference (in place; returns self).
+
+        Folds the running statistics, i.e. what the eval-mode forward computes: the fused neck
+        equals the eval-mode neck (to float rounding) and is refused in training mode.
+        """
+        if self.training:
+            raise RuntimeError("SEPC.fuse(): call model.eval() first (it folds BN running "
+                               "statistics, what eval mode uses)")
+        for pconv in self.Pconvs:
+            pconv.fuse()
+        if self.iBN:
+            _fold(self.cconv, *bn_affine(self.cbn))
+            _fold(self.lconv, *bn_affine(self.lbn))
+            self.iBN = False
+            del self.cbn, self.lbn
+        return self
+
+
+def fuse_ibn(model: nn.Module) -> nn.Module:
+    """``SEPC.fuse()`` on every SEPC neck of ``model`` (in eval mode); returns ``model``."""
+    for m in model.modules():
+        if isinstance(m, SEPC):
+            m.fuse()
+    return model

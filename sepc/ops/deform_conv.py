@@ -1,9 +1,13 @@
 """Deformable convolution (DCNv1, one deformable group) with a fast exact CPU path.
 
-mmcv's CPU kernel is an im2col loop that is 10-15x slower than sampling the nine taps with
-``F.grid_sample`` and doing one matmul (bench/bench_deform.py measures it); on CUDA mmcv's
-kernel is kept. Both compute the same function: per output position and tap k (row-major),
-offset channel 2k is dy and 2k+1 is dx, bilinear sampling, zero outside the image.
+mmcv's CPU kernel is a scalar im2col loop; the path used elsewhere gathers the nine bilinear taps
+of every output position with ``F.embedding_bag`` (four weighted rows of the channels-last
+input per tap: one fused, vectorised gather over whole channel rows) into a "tap image" of size
+(kh*Ho, kw*Wo), where pixel (kh*y + i, kw*x + j) holds tap (i, j) of output (y, x); a plain
+conv with stride (kh, kw) over that image is then exactly the DCN, and runs on the same conv
+kernel as a normal layer (bench/bench_deform.py measures both). On CUDA mmcv's kernel is kept.
+Both compute the same function: per output position and tap k (row-major), offset channel 2k is
+dy and 2k+1 is dx, bilinear sampling, zero outside the image.
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from torch import Tensor
 
 Impl = Literal["auto", "mmcv", "torch"]
 
-#: Which implementation ``deform_conv2d`` uses; ``auto`` = mmcv on CUDA, sampling+matmul elsewhere.
+#: Which implementation ``deform_conv2d`` uses; ``auto`` = mmcv on CUDA, gather+conv elsewhere.
 DEFAULT_IMPL: Impl = os.environ.get("SEPC_DEFORM_IMPL", "auto")  # type: ignore[assignment]
 
 
@@ -24,42 +28,77 @@ def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else tuple(v)  # type: ignore[return-value]
 
 
-def _sampling_grid(offset: Tensor, in_hw: tuple[int, int], kernel: tuple[int, int],
-                   stride: tuple[int, int], padding: tuple[int, int],
-                   dilation: tuple[int, int]) -> Tensor:
-    """Normalised grid_sample coordinates (N, K*Ho, Wo, 2) of every tap of every output."""
+def _bilinear_taps(offset: Tensor, in_hw: tuple[int, int], kernel: tuple[int, int],
+                   stride: tuple[int, int], padding: tuple[int, int], dilation: tuple[int, int],
+                   tap_image: bool) -> tuple[Tensor, Tensor]:
+    """Rows into the (N*H*W, C) input and weights, both (N*Ho*Wo*kh*kw, 4), of every tap.
+
+    Rows come in tap-image order (n, y, i, x, j) or, with ``tap_image=False``, in matmul order
+    (n, y, x, i, j). A corner outside the image gets weight 0 (and a clamped, valid row): zero
+    padding, as mmcv. Only the weights carry the offsets' gradient.
+    """
     n, _, ho, wo = offset.shape
     kh, kw = kernel
     h, w = in_hw
     dev, dt = offset.device, offset.dtype
-    ki = torch.arange(kh, device=dev, dtype=dt).repeat_interleave(kw) * dilation[0]  # (K,)
-    kj = torch.arange(kw, device=dev, dtype=dt).repeat(kh) * dilation[1]
-    oy = torch.arange(ho, device=dev, dtype=dt) * stride[0] - padding[0]
-    ox = torch.arange(wo, device=dev, dtype=dt) * stride[1] - padding[1]
-    off = offset.view(n, kh * kw, 2, ho, wo)
-    py = off[:, :, 0] + (ki[:, None, None] + oy[None, :, None])  # (N, K, Ho, Wo)
-    px = off[:, :, 1] + (kj[:, None, None] + ox[None, None, :])
-    # align_corners=False normalisation maps pixel p to (2p + 1) / size - 1: exact for size 1 too.
-    gx = (2 * px + 1) / w - 1
-    gy = (2 * py + 1) / h - 1
-    return torch.stack((gx, gy), dim=-1).view(n, kh * kw * ho, wo, 2)
+    iy = torch.arange(ho, device=dev, dtype=dt)[:, None] * stride[0] - padding[0] + (
+        torch.arange(kh, device=dev, dtype=dt) * dilation[0])  # (Ho, kh)
+    ix = torch.arange(wo, device=dev, dtype=dt)[:, None] * stride[1] - padding[1] + (
+        torch.arange(kw, device=dev, dtype=dt) * dilation[1])  # (Wo, kw)
+    off = offset.view(n, kh, kw, 2, ho, wo)
+    if tap_image:  # (n, y, i, x, j, 2)
+        off = off.permute(0, 4, 1, 5, 2, 3)
+        py = off[..., 0] + iy[None, :, :, None, None]
+        px = off[..., 1] + ix[None, None, None, :, :]
+    else:  # (n, y, x, i, j, 2)
+        off = off.permute(0, 4, 5, 1, 2, 3)
+        py = off[..., 0] + iy[None, :, None, :, None]
+        px = off[..., 1] + ix[None, None, :, None, :]
+    corners, weights = [], []
+    for p, size in ((py, h), (px, w)):
+        p0 = p.floor()
+        frac = p - p0
+        lo = p0.long()
+        hi = lo + 1
+        weights.append(torch.stack(((1 - frac) * ((lo >= 0) & (lo < size)),
+                                    frac * ((hi >= 0) & (hi < size))), -1))
+        corners.append(torch.stack((lo, hi), -1).clamp_(0, size - 1))
+    img = torch.arange(n, device=dev).view(n, 1, 1, 1, 1, 1) * (h * w)
+    rows = (img + corners[0] * w)[..., :, None] + corners[1][..., None, :]
+    wts = weights[0][..., :, None] * weights[1][..., None, :]
+    return rows.reshape(-1, 4), wts.reshape(-1, 4)
 
 
 def deform_conv2d_torch(x: Tensor, offset: Tensor, weight: Tensor,
                         stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0,
                         dilation: int | tuple[int, int] = 1) -> Tensor:
-    """DCNv1 as bilinear sampling of the taps + one matmul (any device, differentiable)."""
+    """DCNv1 as a bilinear gather of the taps + one strided conv (any device, differentiable).
+
+    Returns channels-last memory when ``x`` is channels-last, contiguous NCHW otherwise.
+    """
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
     n, c, h, w = x.shape
-    cout, cin, kh, kw = weight.shape
+    _, cin, kh, kw = weight.shape
     if cin != c:
         raise ValueError(f"weight expects {cin} input channels, input has {c}")
     ho, wo = offset.shape[-2:]
-    grid = _sampling_grid(offset, (h, w), (kh, kw), stride, padding, dilation)
-    cols = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    cols = cols.view(n, c * kh * kw, ho * wo)  # channel-major, tap-minor: weight's own order
-    out = torch.matmul(weight.reshape(cout, c * kh * kw), cols)
-    return out.view(n, cout, ho, wo)
+    # Inference: the strided conv over the tap image is the fastest forward on CPU. Training:
+    # one matmul, whose backward is two matmuls (the strided conv's backward is 10x slower).
+    tap_image = not (torch.is_grad_enabled() and (
+        x.requires_grad or offset.requires_grad or weight.requires_grad))
+    rows, wts = _bilinear_taps(offset, (h, w), (kh, kw), stride, padding, dilation, tap_image)
+    table = x.permute(0, 2, 3, 1).reshape(n * h * w, c)  # a view when x is channels-last
+    taps = F.embedding_bag(rows, table, per_sample_weights=wts.to(x.dtype), mode="sum")
+    if tap_image:
+        image = taps.view(n, kh * ho, kw * wo, c).permute(0, 3, 1, 2)  # channels-last
+        out = F.conv2d(image, weight, stride=(kh, kw))
+    else:
+        wmat = weight.permute(0, 2, 3, 1).reshape(weight.shape[0], kh * kw * c)
+        out = torch.mm(taps.view(n * ho * wo, kh * kw * c), wmat.t())
+        out = out.view(n, ho, wo, -1).permute(0, 3, 1, 2)
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return out.contiguous(memory_format=torch.channels_last)
+    return out.contiguous()
 
 
 def deform_conv2d(x: Tensor, offset: Tensor, weight: Tensor,

@@ -1,0 +1,380 @@
+"""``python -m bench perf``: what SEPC costs at inference, detector x variant, side by side.
+
+Each (input size, detector) group builds its variants with random weights (no download), folds
+BN for all of them alike (``latency.fuse_for_inference``) and times them INTERLEAVED (A B C ...
+A B C ...) after warm-up, so that load on a shared machine hits every variant the same way:
+
+- model step: batch 1, a pre-processed image padded to the size, forward + NMS (``predict``);
+- the paper's batch-8 protocol: ``test_step`` on 8 raw uint8 images, i.e. normalisation,
+  padding, forward and NMS (no JPEG decoding or resizing: there is no dataset here).
+
+Plus parameters and FLOPs of the unfused model (mmengine's counter: convs, matmuls, BN,
+upsampling; the deformable layers' bilinear sampling and NMS are not counted) and peak memory
+of one model step: on CUDA ``max_memory_allocated`` above what was allocated before; on CPU the
+peak resident set growth (psutil, sampled every ms) after returning freed heap to the OS
+(glibc ``malloc_trim``), i.e. activations and workspace the step takes from the OS.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import logging
+import os
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import latency
+from .configs import resolve
+from .matrix import DETECTORS, VARIANTS, Cell, MatrixError, parse_list
+from .store import atomic_write_json, atomic_write_text, default_results, now
+
+
+@dataclass(frozen=True)
+class Size:
+    """An input size and the profile whose models run at it."""
+
+    name: str
+    profile: str
+    image_hw: tuple[int, int]  # before padding to the model's size divisor
+    with_data: bool  # classes from the profile's data (else the _base_'s COCO 80)
+
+
+SIZES: dict[str, Size] = {s.name: s for s in [
+    Size("paper", "paper", (800, 1333), False),  # R-50, width 256, 80 classes -> 800x1344
+    Size("smoke", "smoke", (256, 256), True),    # the smoke sweep's models (synthetic data)
+]}
+
+#: Defaults per device: (warm-up, repetitions) of the model step and of the batch-8 protocol,
+#: and the sizes the batch-8 protocol runs at (on CPU a paper-size batch of 8 takes ~30 s).
+DEFAULTS = {
+    "cpu": dict(warmup=2, reps=7, batch_warmup=1, batch_reps=3, batch_sizes="smoke"),
+    "cuda": dict(warmup=20, reps=100, batch_warmup=10, batch_reps=50, batch_sizes="paper,smoke"),
+}
+
+
+def build_detector(size: Size, detector: str, variant: str, device: torch.device,
+                   seed: int = 0) -> nn.Module:
+    """The cell's detector from its profile config, random weights (pretrained off), eval mode."""
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmengine.logging import MMLogger
+
+    import sepc  # noqa: F401  (registers the SEPC neck and heads)
+
+    register_all_modules(init_default_scope=True)
+    cfg = resolve(Cell(size.profile, detector, variant), data=size.with_data)
+    cfg.model.backbone.init_cfg = None
+    torch.manual_seed(seed)
+    model = MODELS.build(cfg.model)
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # init_weights logs every parameter's initialiser
+    try:
+        model.init_weights()
+    finally:
+        logger.setLevel(level)
+    return model.to(device).eval()
+
+
+def make_batch(model: nn.Module, image_hw: tuple[int, int], batch: int, seed: int = 0) -> dict:
+    """``test_step`` input: ``batch`` random uint8 images of ``image_hw`` with their metainfo."""
+    from mmdet.structures import DetDataSample
+
+    g = torch.Generator().manual_seed(seed)
+    h, w = image_hw
+    images = [torch.randint(0, 256, (3, h, w), generator=g, dtype=torch.uint8)
+              for _ in range(batch)]
+    samples = [DetDataSample(metainfo=dict(img_id=i, img_shape=(h, w), ori_shape=(h, w),
+                                           scale_factor=(1.0, 1.0))) for i in range(batch)]
+    return dict(inputs=images, data_samples=samples)
+
+
+def _malloc_trim() -> None:
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the RSS growth may then miss reused memory
+        pass
+
+
+def peak_memory_mb(fn: Callable[[], object], device: torch.device) -> float:
+    """Memory one call of ``fn`` takes at its peak, in MiB (see the module docstring)."""
+    if device.type == "cuda":
+        latency.sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        fn()
+        latency.sync(device)
+        return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+    import psutil
+
+    proc = psutil.Process()
+    _malloc_trim()
+    before = proc.memory_info().rss
+    peak, done = [before], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            done.wait(0.001)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    try:
+        fn()
+    finally:
+        done.set()
+        t.join()
+    return max(0, max(peak[0], proc.memory_info().rss) - before) / 2**20
+
+
+def interleaved(fns: dict[str, Callable[[], object]], warmup: int, reps: int,
+                device: torch.device, progress=None) -> dict[str, list[float]]:
+    """ms per call of each function, timed round-robin: all warm up, then ``reps`` rounds."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for r in range(warmup + reps):
+        for key, fn in fns.items():
+            latency.sync(device)
+            t0 = time.perf_counter()
+            fn()
+            latency.sync(device)
+            if r >= warmup:
+                times[key].append((time.perf_counter() - t0) * 1e3)
+            if progress is not None:
+                progress.update(1)
+    return times
+
+
+def summarise(times: list[float]) -> dict:
+    """median and p10/p90 (ms) of one function's repetitions."""
+    q = statistics.quantiles(times, n=10, method="inclusive") if len(times) > 1 else times * 9
+    return dict(median_ms=statistics.median(times), p10_ms=q[0], p90_ms=q[-1], n=len(times))
+
+
+@dataclass
+class Settings:
+    device: torch.device
+    dtype: str = "fp32"
+    warmup: int = 2
+    reps: int = 7
+    batch: int = 8
+    batch_warmup: int = 1
+    batch_reps: int = 3
+    batch_sizes: tuple[str, ...] = ("smoke",)
+    fuse: bool = True
+    channels_last: bool = False
+    flops: bool = True
+    memory: bool = True
+
+
+def _autocast(s: Settings):
+    if s.dtype == "fp16":
+        return torch.autocast(device_type="cuda", dtype=torch.float16)
+    return nullcontext()
+
+
+def measure_group(size: Size, detector: str, variants: list[str], s: Settings,
+                  progress=None) -> list[dict]:
+    """Rows of one (size, detector): every variant timed interleaved with the others."""
+    models, rows = {}, {}
+    step_in = {}
+    for v in variants:
+        if progress is not None:
+            progress.set_postfix_str(f"{size.name} {detector} {v}: build")
+        model = build_detector(size, detector, v, s.device)
+        data = model.data_preprocessor(make_batch(model, size.image_hw, 1), False)
+        inputs, samples = data["inputs"], data["data_samples"]
+        row = dict(size=size.name, detector=detector, variant=v,
+                   input="x".join(map(str, inputs.shape)), params=latency.count_params(model))
+        if s.flops:
+            if progress is not None:
+                progress.set_postfix_str(f"{size.name} {detector} {v}: FLOPs")
+            row["flops"] = latency.count_flops(model, inputs, samples)
+        if s.fuse:
+            latency.fuse_for_inference(model)
+        if s.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        models[v], rows[v], step_in[v] = model, row, (inputs, samples)
+
+    def step(v: str) -> Callable[[], object]:
+        inputs, samples = step_in[v]
+        return lambda: models[v].predict(inputs, samples, rescale=True)
+
+    with torch.inference_mode(), _autocast(s):
+        if progress is not None:
+            progress.set_postfix_str(f"{size.name} {detector}: model step")
+        times = interleaved({v: step(v) for v in variants}, s.warmup, s.reps, s.device,
+                            progress)
+        for v in variants:
+            rows[v].update({f"step_{k}": x for k, x in summarise(times[v]).items()},
+                           step_times_ms=times[v])
+            if s.memory:
+                rows[v]["peak_mem_mb"] = peak_memory_mb(step(v), s.device)
+        if size.name in s.batch_sizes:
+            if progress is not None:
+                progress.set_postfix_str(f"{size.name} {detector}: batch {s.batch}")
+            batch = make_batch(models[variants[0]], size.image_hw, s.batch)
+            times = interleaved({v: (lambda m=models[v]: m.test_step(batch)) for v in variants},
+                                s.batch_warmup, s.batch_reps, s.device, progress)
+            for v in variants:
+                per_image = [t / s.batch for t in times[v]]
+                rows[v].update({f"batch_{k}": x for k, x in summarise(per_image).items()},
+                               batch_times_ms=per_image)
+    base = rows.get("baseline")
+    for row in rows.values():
+        for proto in ("step", "batch"):
+            key = f"{proto}_median_ms"
+            if base and key in row and key in base:
+                row[f"{proto}_ratio"] = row[key] / base[key]
+                # per round, against the baseline timed moments before: robust to load drift
+                row[f"{proto}_ratio_paired"] = statistics.median(
+                    t / b for t, b in zip(row[f"{proto}_times_ms"], base[f"{proto}_times_ms"]))
+    return list(rows.values())
+
+
+def run(detectors: list[str], variants: list[str], sizes: list[str], s: Settings,
+        show_progress: bool = True) -> dict:
+    """All groups; returns the JSON document (``meta`` + ``rows``)."""
+    from tqdm import tqdm
+
+    per_group = (s.warmup + s.reps) * len(variants)
+    total = sum(per_group + ((s.batch_warmup + s.batch_reps) * len(variants)
+                             if z in s.batch_sizes else 0) for z in sizes) * len(detectors)
+    rows: list[dict] = []
+    with tqdm(total=total, desc="perf", unit="call", disable=not show_progress,
+              file=sys.stderr) as bar:
+        for z in sizes:
+            for d in detectors:
+                rows += measure_group(SIZES[z], d, variants, s, bar)
+    return dict(meta=meta(s), rows=rows)
+
+
+def meta(s: Settings) -> dict:
+    import mmcv
+    import mmdet
+
+    from sepc.ops import deform_conv
+
+    dev = s.device
+    return dict(
+        date=now(), device=latency.device_name(dev), device_type=dev.type,
+        threads=torch.get_num_threads(), dtype=s.dtype, torch=torch.__version__,
+        mmcv=mmcv.__version__, mmdet=mmdet.__version__, deform_impl=deform_conv.DEFAULT_IMPL,
+        fused_bn=s.fuse, channels_last=s.channels_last, warmup=s.warmup, reps=s.reps,
+        batch=s.batch, batch_warmup=s.batch_warmup, batch_reps=s.batch_reps,
+        batch_sizes=list(s.batch_sizes), command=" ".join(["python -m bench"] + sys.argv[1:]),
+        load_avg=list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        flops_note="mmengine FlopAnalyzer (1 multiply-add = 1 FLOP) of the unfused model: "
+                   "deformable bilinear sampling and NMS not counted",
+        memory_note=("CUDA max_memory_allocated above the model's own" if dev.type == "cuda"
+                     else "peak RSS growth during one model step (after malloc_trim)"))
+
+
+def _fmt(x: float | None, digits: int = 1) -> str:
+    return "" if x is None else f"{x:.{digits}f}"
+
+
+def _ratio(row: dict, proto: str) -> str:
+    """ratio of medians, and the median of per-round ratios in brackets."""
+    if f"{proto}_ratio" not in row:
+        return ""
+    return f"{row[f'{proto}_ratio']:.3f} ({row[f'{proto}_ratio_paired']:.3f})"
+
+
+def render_markdown(doc: dict) -> str:
+    """The results as one Markdown table per size, then the settings."""
+    m = doc["meta"]
+    out = []
+    for size in dict.fromkeys(r["size"] for r in doc["rows"]):
+        rows = [r for r in doc["rows"] if r["size"] == size]
+        out += [f"### {size} size (input {rows[0]['input']})", "",
+                "| detector | variant | step ms (p10-p90) | x baseline (paired) | batch-8 ms/img "
+                "(p10-p90) | x baseline (paired) | params M | GFLOPs | peak mem MiB |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            step = (f"{r['step_median_ms']:.1f} ({r['step_p10_ms']:.1f}-{r['step_p90_ms']:.1f})"
+                    if "step_median_ms" in r else "")
+            batch = (f"{r['batch_median_ms']:.1f} ({r['batch_p10_ms']:.1f}-"
+                     f"{r['batch_p90_ms']:.1f})" if "batch_median_ms" in r else "not run")
+            flops = r.get("flops")
+            out.append(
+                f"| {r['detector']} | {VARIANTS[r['variant']].label} | {step} | "
+                f"{_ratio(r, 'step')} | {batch} | {_ratio(r, 'batch')} | "
+                f"{r['params'] / 1e6:.2f} | {_fmt(flops / 1e9 if flops else None, 2)} | "
+                f"{_fmt(r.get('peak_mem_mb'))} |")
+        out.append("")
+    out += [f"{m['device']}, {m['dtype']}, torch {m['torch']}, deformable conv "
+            f"`{m['deform_impl']}`, BN folded: {m['fused_bn']}, channels-last: "
+            f"{m['channels_last']}; model step: {m['warmup']} warm-up + {m['reps']} interleaved "
+            f"repetitions; batch-{m['batch']} protocol (normalise + pad + forward + NMS, "
+            f"no decoding): {m['batch_warmup']} + {m['batch_reps']} at "
+            f"{', '.join(m['batch_sizes']) or 'no size'}. FLOPs: {m['flops_note']}. "
+            f"Peak memory: {m['memory_note']}. `{m['command']}`, {m['date']}.", ""]
+    return "\n".join(out)
+
+
+def write(doc: dict, out_dir: Path) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    js, md = out_dir / "perf.json", out_dir / "perf.md"
+    atomic_write_json(js, doc)
+    atomic_write_text(md, render_markdown(doc))
+    return js, md
+
+
+def settings_from(args: argparse.Namespace) -> tuple[Settings, list[str], list[str], list[str]]:
+    """Checked settings and selection; bad input is a MatrixError before anything is built."""
+    detectors = parse_list(args.detectors, DETECTORS, "detector")
+    variants = parse_list(args.variants, VARIANTS, "variant")
+    if "baseline" not in variants:
+        variants = ["baseline", *variants]
+    sizes = parse_list(args.sizes, SIZES, "size")
+    name = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if name.split(":")[0] not in DEFAULTS:
+        raise MatrixError(f"--device {name}: only cpu and cuda[:N] are supported")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise MatrixError(f"--device {name}: {exc}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MatrixError(f"--device {name}: torch sees no CUDA device here")
+    if args.dtype == "fp16" and device.type != "cuda":
+        raise MatrixError("--dtype fp16 needs a CUDA device (autocast fp16 on CPU is not the "
+                          "deployment case and mmcv's CPU ops have no fp16)")
+    for name in ("threads", "warmup", "reps", "batch", "batch_warmup", "batch_reps"):
+        v = getattr(args, name)
+        if v is not None and v < (1 if name in ("threads", "reps", "batch", "batch_reps")
+                                  else 0):
+            raise MatrixError(f"--{name.replace('_', '-')} {v}: too small")
+    d = DEFAULTS[device.type]
+    text = args.batch_sizes if args.batch_sizes is not None else d["batch_sizes"]
+    batch_sizes = [] if text.strip() == "none" else parse_list(text, SIZES, "size")
+    s = Settings(device=device, dtype=args.dtype,
+                 warmup=d["warmup"] if args.warmup is None else args.warmup,
+                 reps=args.reps or d["reps"], batch=args.batch,
+                 batch_warmup=(d["batch_warmup"] if args.batch_warmup is None
+                               else args.batch_warmup),
+                 batch_reps=args.batch_reps or d["batch_reps"], batch_sizes=tuple(batch_sizes),
+                 fuse=not args.no_fuse, channels_last=args.channels_last,
+                 flops=not args.no_flops, memory=not args.no_memory)
+    return s, detectors, variants, sizes
+
+
+def main(args: argparse.Namespace) -> int:
+    s, detectors, variants, sizes = settings_from(args)
+    out = (args.out or default_results("smoke")).resolve()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    doc = run(detectors, variants, sizes, s, show_progress=not args.quiet)
+    js, md = write(doc, out)
+    print(render_markdown(doc))
+    print(f"wrote {js}\nwrote {md}")
+    return 0

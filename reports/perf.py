@@ -1,0 +1,74 @@
+"""The speed benchmark (``python -m bench perf``) in the report: read ``perf.json`` from the
+results folder, render it under the latency block. Reads the file only, like the rest of
+reports/."""
+from __future__ import annotations
+
+import html
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from reports.store import DETECTOR_NAMES, VARIANT_NAMES
+
+PERF_FILE = "perf.json"
+
+
+def read_perf(results_dir: str | os.PathLike[str]) -> dict | None:
+    """The perf document next to the results, or None (absent or not a perf document)."""
+    path = Path(results_dir) / PERF_FILE
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) and isinstance(doc.get("rows"), list) else None
+
+
+def _num(x: Any, digits: int) -> str:
+    return "" if x is None else f"{x:.{digits}f}"
+
+
+def _timing(row: dict, proto: str) -> str:
+    if f"{proto}_median_ms" not in row:
+        return "not run"
+    return (f"{row[f'{proto}_median_ms']:.1f} ({row[f'{proto}_p10_ms']:.1f}–"
+            f"{row[f'{proto}_p90_ms']:.1f})")
+
+
+def _ratio(row: dict, proto: str) -> str:
+    if row.get(f"{proto}_ratio") is None:
+        return ""
+    paired = row.get(f"{proto}_ratio_paired")
+    return _num(row[f"{proto}_ratio"], 3) + (f" ({paired:.3f})" if paired is not None else "")
+
+
+def perf_html(doc: dict) -> str:
+    """One table per input size: latency (median, p10–p90), ratio to the baseline, cost."""
+    m, esc = doc.get("meta", {}), html.escape
+    out = [f'<p class="meta">Speed benchmark, random weights, variants timed interleaved '
+           f'(<code>{esc(str(m.get("command", "python -m bench perf")))}</code>): '
+           f'{esc(str(m.get("device", "")))}, {esc(str(m.get("dtype", "")))}, torch '
+           f'{esc(str(m.get("torch", "")))}, BN folded: {esc(str(m.get("fused_bn", "")))}, '
+           f'{esc(str(m.get("date", "")))}. FLOPs: {esc(str(m.get("flops_note", "")))}. '
+           f'Peak memory: {esc(str(m.get("memory_note", "")))}.</p>']
+    sizes = dict.fromkeys(r.get("size") for r in doc["rows"])
+    head = ["Detector", "Variant", "model step ms (p10–p90)", "× baseline (paired)",
+            f"batch-{m.get('batch', 8)} ms/image (p10–p90)", "× baseline (paired)", "params (M)",
+            "GFLOPs", "peak memory (MiB)"]
+    for size in sizes:
+        rows = [r for r in doc["rows"] if r.get("size") == size]
+        out.append(f'<table class="perf" data-size="{esc(str(size))}"><caption>{esc(str(size))} '
+                   f'size, input {esc(str(rows[0].get("input", "")))}</caption><thead><tr>'
+                   + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead><tbody>")
+        for r in rows:
+            flops = r.get("flops")
+            cells = [DETECTOR_NAMES.get(r["detector"], r["detector"]),
+                     VARIANT_NAMES.get(r["variant"], r["variant"]), _timing(r, "step"),
+                     _ratio(r, "step"), _timing(r, "batch"), _ratio(r, "batch"),
+                     _num(r.get("params", 0) / 1e6, 2),
+                     _num(flops / 1e9 if flops else None, 2), _num(r.get("peak_mem_mb"), 1)]
+            out.append(f'<tr data-detector="{esc(r["detector"])}" data-variant='
+                       f'"{esc(r["variant"])}">' + "".join(f"<td>{esc(c)}</td>" for c in cells)
+                       + "</tr>")
+        out.append("</tbody></table>")
+    return "\n".join(out)
