@@ -96,7 +96,7 @@ def conv_parts(x: torch.Tensor) -> dict[str, Callable[[], object]]:
         conv.conv_offset.bias.uniform_(-1.5, 1.5)
     offset = conv.conv_offset(x)
     n, c, h, w = x.shape
-    rows, wts = _bilinear_taps(offset, (h, w), (3, 3), (1, 1), (1, 1), (1, 1), True)
+    rows, wts = _bilinear_taps(offset, (h, w), (3, 3), (1, 1), (1, 1), (1, 1))
     table = x.permute(0, 2, 3, 1).reshape(n * h * w, c)
     taps = F.embedding_bag(rows, table, per_sample_weights=wts, mode="sum")
     image = taps.view(n, 3 * h, 3 * w, c).permute(0, 3, 1, 2)
@@ -105,7 +105,7 @@ def conv_parts(x: torch.Tensor) -> dict[str, Callable[[], object]]:
         "deformable use (all)": lambda: conv(1, x),
         "  offset conv": lambda: conv.conv_offset(x),
         "  tap rows+weights": lambda: _bilinear_taps(offset, (h, w), (3, 3), (1, 1), (1, 1),
-                                                     (1, 1), True),
+                                                     (1, 1)),
         "  bilinear gather": lambda: F.embedding_bag(rows, table, per_sample_weights=wts,
                                                      mode="sum"),
         "  strided conv": lambda: F.conv2d(image, conv.weight, stride=3),

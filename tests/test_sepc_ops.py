@@ -124,8 +124,8 @@ def test_sepc_conv_parameter_count():
 
 @pytest.mark.parametrize("stride", [1, 2])
 def test_inference_and_training_forms_agree_in_both_layouts(stride):
-    """No grad: taps gathered into a tap image + strided conv; with grad: one matmul. Same
-    values, in NCHW or channels-last (whose layout the output keeps)."""
+    """No grad: taps gathered into a tap image + strided conv; with grad: grid_sample + one
+    matmul. Same values, in NCHW or channels-last (whose layout the output keeps)."""
     x, w = _rand(2, 6, 11, 9).float(), _rand(5, 6, 3, 3, seed=9).float()
     off = (_rand(2, 18, (11 - 1) // stride + 1, (9 - 1) // stride + 1, seed=10) * 2).float()
     ref = deform_conv2d(x, off, w, stride, 1, impl="mmcv")

@@ -29,13 +29,12 @@ def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
 
 
 def _bilinear_taps(offset: Tensor, in_hw: tuple[int, int], kernel: tuple[int, int],
-                   stride: tuple[int, int], padding: tuple[int, int], dilation: tuple[int, int],
-                   tap_image: bool) -> tuple[Tensor, Tensor]:
+                   stride: tuple[int, int], padding: tuple[int, int],
+                   dilation: tuple[int, int]) -> tuple[Tensor, Tensor]:
     """Rows into the (N*H*W, C) input and weights, both (N*Ho*Wo*kh*kw, 4), of every tap.
 
-    Rows come in tap-image order (n, y, i, x, j) or, with ``tap_image=False``, in matmul order
-    (n, y, x, i, j). A corner outside the image gets weight 0 (and a clamped, valid row): zero
-    padding, as mmcv. Only the weights carry the offsets' gradient.
+    Rows come in tap-image order (n, y, i, x, j). A corner outside the image gets weight 0 (and a
+    clamped, valid row): zero padding, as mmcv.
     """
     n, _, ho, wo = offset.shape
     kh, kw = kernel
@@ -46,14 +45,9 @@ def _bilinear_taps(offset: Tensor, in_hw: tuple[int, int], kernel: tuple[int, in
     ix = torch.arange(wo, device=dev, dtype=dt)[:, None] * stride[1] - padding[1] + (
         torch.arange(kw, device=dev, dtype=dt) * dilation[1])  # (Wo, kw)
     off = offset.view(n, kh, kw, 2, ho, wo)
-    if tap_image:  # (n, y, i, x, j, 2)
-        off = off.permute(0, 4, 1, 5, 2, 3)
-        py = off[..., 0] + iy[None, :, :, None, None]
-        px = off[..., 1] + ix[None, None, None, :, :]
-    else:  # (n, y, x, i, j, 2)
-        off = off.permute(0, 4, 5, 1, 2, 3)
-        py = off[..., 0] + iy[None, :, None, :, None]
-        px = off[..., 1] + ix[None, None, :, None, :]
+    off = off.permute(0, 4, 1, 5, 2, 3)  # (n, y, i, x, j, 2)
+    py = off[..., 0] + iy[None, :, :, None, None]
+    px = off[..., 1] + ix[None, None, None, :, :]
     corners, weights = [], []
     for p, size in ((py, h), (px, w)):
         p0 = p.floor()
@@ -69,33 +63,56 @@ def _bilinear_taps(offset: Tensor, in_hw: tuple[int, int], kernel: tuple[int, in
     return rows.reshape(-1, 4), wts.reshape(-1, 4)
 
 
+def _sampling_grid(offset: Tensor, in_hw: tuple[int, int], kernel: tuple[int, int],
+                   stride: tuple[int, int], padding: tuple[int, int],
+                   dilation: tuple[int, int]) -> Tensor:
+    """Normalised grid_sample coordinates (N, K*Ho, Wo, 2) of every tap of every output."""
+    n, _, ho, wo = offset.shape
+    kh, kw = kernel
+    h, w = in_hw
+    dev, dt = offset.device, offset.dtype
+    ki = torch.arange(kh, device=dev, dtype=dt).repeat_interleave(kw) * dilation[0]  # (K,)
+    kj = torch.arange(kw, device=dev, dtype=dt).repeat(kh) * dilation[1]
+    oy = torch.arange(ho, device=dev, dtype=dt) * stride[0] - padding[0]
+    ox = torch.arange(wo, device=dev, dtype=dt) * stride[1] - padding[1]
+    off = offset.view(n, kh * kw, 2, ho, wo)
+    py = off[:, :, 0] + (ki[:, None, None] + oy[None, :, None])  # (N, K, Ho, Wo)
+    px = off[:, :, 1] + (kj[:, None, None] + ox[None, None, :])
+    # align_corners=False normalisation maps pixel p to (2p + 1) / size - 1: exact for size 1 too.
+    gx = (2 * px + 1) / w - 1
+    gy = (2 * py + 1) / h - 1
+    return torch.stack((gx, gy), dim=-1).view(n, kh * kw * ho, wo, 2)
+
+
 def deform_conv2d_torch(x: Tensor, offset: Tensor, weight: Tensor,
                         stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0,
                         dilation: int | tuple[int, int] = 1) -> Tensor:
-    """DCNv1 as a bilinear gather of the taps + one strided conv (any device, differentiable).
+    """DCNv1 in plain torch ops (any device, differentiable), in the faster form per mode.
 
+    Inference: the taps gathered into a tap image + one strided conv (the fastest CPU forward).
+    Training: the taps bilinearly sampled with ``grid_sample`` + one matmul: fwd+bwd 1.1-1.3x
+    faster than gather + matmul at the smoke profile's sizes (4x32x16..32^2, 1 thread), the only
+    CPU training here (at 2x64x64x64 the gather would be 1.5x faster; GPUs use mmcv's kernel).
     Returns channels-last memory when ``x`` is channels-last, contiguous NCHW otherwise.
     """
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
     n, c, h, w = x.shape
-    _, cin, kh, kw = weight.shape
+    cout, cin, kh, kw = weight.shape
     if cin != c:
         raise ValueError(f"weight expects {cin} input channels, input has {c}")
     ho, wo = offset.shape[-2:]
-    # Inference: the strided conv over the tap image is the fastest forward on CPU. Training:
-    # one matmul, whose backward is two matmuls (the strided conv's backward is 10x slower).
-    tap_image = not (torch.is_grad_enabled() and (
-        x.requires_grad or offset.requires_grad or weight.requires_grad))
-    rows, wts = _bilinear_taps(offset, (h, w), (kh, kw), stride, padding, dilation, tap_image)
-    table = x.permute(0, 2, 3, 1).reshape(n * h * w, c)  # a view when x is channels-last
-    taps = F.embedding_bag(rows, table, per_sample_weights=wts.to(x.dtype), mode="sum")
-    if tap_image:
+    if torch.is_grad_enabled() and (x.requires_grad or offset.requires_grad
+                                    or weight.requires_grad):
+        grid = _sampling_grid(offset, (h, w), (kh, kw), stride, padding, dilation)
+        cols = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        cols = cols.reshape(n, c * kh * kw, ho * wo)  # channel-major, tap-minor: weight's order
+        out = torch.matmul(weight.reshape(cout, c * kh * kw), cols).view(n, cout, ho, wo)
+    else:
+        rows, wts = _bilinear_taps(offset, (h, w), (kh, kw), stride, padding, dilation)
+        table = x.permute(0, 2, 3, 1).reshape(n * h * w, c)  # a view when x is channels-last
+        taps = F.embedding_bag(rows, table, per_sample_weights=wts.to(x.dtype), mode="sum")
         image = taps.view(n, kh * ho, kw * wo, c).permute(0, 3, 1, 2)  # channels-last
         out = F.conv2d(image, weight, stride=(kh, kw))
-    else:
-        wmat = weight.permute(0, 2, 3, 1).reshape(weight.shape[0], kh * kw * c)
-        out = torch.mm(taps.view(n * ho * wo, kh * kw * c), wmat.t())
-        out = out.view(n, ho, wo, -1).permute(0, 3, 1, 2)
     if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
         return out.contiguous(memory_format=torch.channels_last)
     return out.contiguous()
