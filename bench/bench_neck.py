@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from collections.abc import Callable
 
 import torch
@@ -166,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         from .store import atomic_write_text
 
-        atomic_write_text(args.json, json.dumps(res, indent=1))
+        atomic_write_text(Path(args.json), json.dumps(res, indent=1))
     return 0
 
 

@@ -161,18 +161,20 @@ def summarise(times: list[float]) -> dict:
 
 @dataclass
 class Settings:
+    """What one run measures, how often (defaults per device: ``DEFAULTS``, ``settings_from``)."""
+
     device: torch.device
-    dtype: str = "fp32"
-    warmup: int = 2
-    reps: int = 7
-    batch: int = 8
-    batch_warmup: int = 1
-    batch_reps: int = 3
-    batch_sizes: tuple[str, ...] = ("smoke",)
-    fuse: bool = True
-    channels_last: bool = False
-    flops: bool = True
-    memory: bool = True
+    dtype: str
+    warmup: int
+    reps: int
+    batch: int
+    batch_warmup: int
+    batch_reps: int
+    batch_sizes: tuple[str, ...]
+    fuse: bool
+    channels_last: bool
+    flops: bool
+    memory: bool
 
 
 def _autocast(s: Settings):
