@@ -35,6 +35,8 @@ from torch import nn
 from . import latency
 from .configs import resolve
 from .matrix import DETECTORS, VARIANTS, Cell, MatrixError, parse_list
+from reports.perf import perf_markdown
+
 from .store import atomic_write_json, atomic_write_text, default_results, now
 
 
@@ -281,54 +283,11 @@ def meta(s: Settings) -> dict:
                      else "peak RSS growth during one model step (after malloc_trim)"))
 
 
-def _fmt(x: float | None, digits: int = 1) -> str:
-    return "" if x is None else f"{x:.{digits}f}"
-
-
-def _ratio(row: dict, proto: str) -> str:
-    """ratio of medians, and the median of per-round ratios in brackets."""
-    if f"{proto}_ratio" not in row:
-        return ""
-    return f"{row[f'{proto}_ratio']:.3f} ({row[f'{proto}_ratio_paired']:.3f})"
-
-
-def render_markdown(doc: dict) -> str:
-    """The results as one Markdown table per size, then the settings."""
-    m = doc["meta"]
-    out = []
-    for size in dict.fromkeys(r["size"] for r in doc["rows"]):
-        rows = [r for r in doc["rows"] if r["size"] == size]
-        out += [f"### {size} size (input {rows[0]['input']})", "",
-                "| detector | variant | step ms (p10-p90) | x baseline (paired) | batch-8 ms/img "
-                "(p10-p90) | x baseline (paired) | params M | GFLOPs | peak mem MiB |",
-                "|---|---|---|---|---|---|---|---|---|"]
-        for r in rows:
-            step = (f"{r['step_median_ms']:.1f} ({r['step_p10_ms']:.1f}-{r['step_p90_ms']:.1f})"
-                    if "step_median_ms" in r else "")
-            batch = (f"{r['batch_median_ms']:.1f} ({r['batch_p10_ms']:.1f}-"
-                     f"{r['batch_p90_ms']:.1f})" if "batch_median_ms" in r else "not run")
-            flops = r.get("flops")
-            out.append(
-                f"| {r['detector']} | {VARIANTS[r['variant']].label} | {step} | "
-                f"{_ratio(r, 'step')} | {batch} | {_ratio(r, 'batch')} | "
-                f"{r['params'] / 1e6:.2f} | {_fmt(flops / 1e9 if flops else None, 2)} | "
-                f"{_fmt(r.get('peak_mem_mb'))} |")
-        out.append("")
-    out += [f"{m['device']}, {m['dtype']}, torch {m['torch']}, deformable conv "
-            f"`{m['deform_impl']}`, BN folded: {m['fused_bn']}, channels-last: "
-            f"{m['channels_last']}; model step: {m['warmup']} warm-up + {m['reps']} interleaved "
-            f"repetitions; batch-{m['batch']} protocol (normalise + pad + forward + NMS, "
-            f"no decoding): {m['batch_warmup']} + {m['batch_reps']} at "
-            f"{', '.join(m['batch_sizes']) or 'no size'}. FLOPs: {m['flops_note']}. "
-            f"Peak memory: {m['memory_note']}. `{m['command']}`, {m['date']}.", ""]
-    return "\n".join(out)
-
-
 def write(doc: dict, out_dir: Path) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     js, md = out_dir / "perf.json", out_dir / "perf.md"
     atomic_write_json(js, doc)
-    atomic_write_text(md, render_markdown(doc))
+    atomic_write_text(md, perf_markdown(doc))
     return js, md
 
 
@@ -377,6 +336,6 @@ def main(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     doc = run(detectors, variants, sizes, s, show_progress=not args.quiet)
     js, md = write(doc, out)
-    print(render_markdown(doc))
+    print(perf_markdown(doc))
     print(f"wrote {js}\nwrote {md}")
     return 0

@@ -1,6 +1,6 @@
 """The speed benchmark (``python -m bench perf``) in the report: read ``perf.json`` from the
-results folder, render it under the latency block. Reads the file only, like the rest of
-reports/."""
+results folder, render it under the latency block (HTML) or as ``perf.md``. Reads the file
+only, like the rest of reports/."""
 from __future__ import annotations
 
 import html
@@ -36,6 +36,7 @@ def _timing(row: dict, proto: str) -> str:
 
 
 def _ratio(row: dict, proto: str) -> str:
+    """Ratio of medians, and the median of per-round ratios in brackets."""
     if row.get(f"{proto}_ratio") is None:
         return ""
     paired = row.get(f"{proto}_ratio_paired")
@@ -71,4 +72,32 @@ def perf_html(doc: dict) -> str:
                        f'"{esc(r["variant"])}">' + "".join(f"<td>{esc(c)}</td>" for c in cells)
                        + "</tr>")
         out.append("</tbody></table>")
+    return "\n".join(out)
+
+
+def perf_markdown(doc: dict) -> str:
+    """The results as one Markdown table per size, then the settings."""
+    m = doc["meta"]
+    out = []
+    for size in dict.fromkeys(r["size"] for r in doc["rows"]):
+        rows = [r for r in doc["rows"] if r["size"] == size]
+        out += [f"### {size} size (input {rows[0]['input']})", "",
+                "| detector | variant | step ms (p10-p90) | x baseline (paired) | batch-8 ms/img "
+                "(p10-p90) | x baseline (paired) | params M | GFLOPs | peak mem MiB |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            flops = r.get("flops")
+            out.append(
+                f"| {r['detector']} | {VARIANT_NAMES.get(r['variant'], r['variant'])} | "
+                f"{_timing(r, 'step')} | {_ratio(r, 'step')} | {_timing(r, 'batch')} | "
+                f"{_ratio(r, 'batch')} | {_num(r['params'] / 1e6, 2)} | "
+                f"{_num(flops / 1e9 if flops else None, 2)} | {_num(r.get('peak_mem_mb'), 1)} |")
+        out.append("")
+    out += [f"{m['device']}, {m['dtype']}, torch {m['torch']}, deformable conv "
+            f"`{m['deform_impl']}`, BN folded: {m['fused_bn']}, channels-last: "
+            f"{m['channels_last']}; model step: {m['warmup']} warm-up + {m['reps']} interleaved "
+            f"repetitions; batch-{m['batch']} protocol (normalise + pad + forward + NMS, "
+            f"no decoding): {m['batch_warmup']} + {m['batch_reps']} at "
+            f"{', '.join(m['batch_sizes']) or 'no size'}. FLOPs: {m['flops_note']}. "
+            f"Peak memory: {m['memory_note']}. `{m['command']}`, {m['date']}.", ""]
     return "\n".join(out)
