@@ -106,7 +106,15 @@ start() {
   # shellcheck disable=SC2086  # EXTRA_ENV: zero or more VAR=value words
   env -i PATH="$PATH" LANG=C.UTF-8 HOME=/root ${EXTRA_ENV:-} \
     setsid "$@" >>"$LOGD/$name.out" 2>&1 </dev/null &
-  echo $! >"$(pidfile "$name")"
+  local pid=$! i
+  echo "$pid" >"$(pidfile "$name")"
+  # The child is still bash, then env, then setsid until it execs the daemon; alive() checks the
+  # command name, so it would call a daemon dead in that window (seen once on a busy machine).
+  for i in $(seq 100); do
+    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ] && break
+    [ -e "/proc/$pid" ] || break
+    sleep 0.05
+  done
 }
 
 # wait_up NAME DESCRIPTION CMD...: until CMD succeeds; fails fast if the daemon died or CMD
