@@ -7,7 +7,7 @@ RESULTS ?=
 ARGS ?=
 results_flag = $(if $(RESULTS),--results $(RESULTS),)
 
-.PHONY: help setup table released sweep status test test-fast slurm-up slurm-down slurm-check chromium bench bench-micro clean
+.PHONY: help setup table released pilot sweep status test test-fast slurm-up slurm-down slurm-check chromium bench bench-micro gpu-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -24,6 +24,9 @@ released: setup  ## evaluate the authors' checkpoints in CHECKPOINTS=DIR on COCO
 	$(if $(CHECKPOINTS),,$(error CHECKPOINTS=DIR is required: the folder holding the authors' .pth files))
 	$(if $(DATA),,$(error DATA=DIR is required: a COCO 2017 folder with annotations/ and val2017/))
 	$(PY) -m bench table --profile paper --from-checkpoints $(CHECKPOINTS) --data-root $(DATA) --run-missing $(results_flag) $(ARGS)
+
+pilot: setup  ## each of PROFILE's cells briefly, then the forecast of the full sweep (ARGS="--executor slurm --data-root ...")
+	$(PY) -m bench pilot --profile $(PROFILE) $(results_flag) $(ARGS)
 
 sweep: setup  ## submit PROFILE's cells to SLURM as one job array and return (ARGS="--partition gpu ...")
 	$(PY) -m bench run --profile $(PROFILE) --executor slurm $(results_flag) $(ARGS)
@@ -55,6 +58,9 @@ bench: setup  ## inference speed of every detector x variant, interleaved, -> re
 bench-micro: setup  ## micro-benchmarks: deformable conv paths, SEPC neck parts vs the stock head tower
 	$(PY) -m bench.bench_deform $(ARGS)
 	$(PY) -m bench.bench_neck $(ARGS)
+
+gpu-check: setup  ## GPU acceptance on one GPU: deformable kernel, perf fp32/fp16, paper pilot -> results/gpu-check/ (ARGS=--dry-run on a CPU)
+	bash tools/gpu-check.sh $(ARGS)
 
 clean:  ## remove results and caches (keeps .venv)
 	rm -rf results runs work_dirs .pytest_cache

@@ -1,5 +1,5 @@
-"""``python -m bench``: plan, run, status, cancel, table, config, compare, perf. ``--help`` on
-each."""
+"""``python -m bench``: plan, run, pilot, status, cancel, table, config, compare, perf. ``--help``
+on each."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .configs import Options, profiles
 from .matrix import DETECTORS, VARIANTS, MatrixError, cells, parse_list, parse_seeds
-from .store import default_results
+from .store import CellStore, default_results
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -27,8 +27,16 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lcconv-padding", type=int, choices=(0, 1),
                    help="cls/loc conv padding: 0 = faithful to the released models, "
                    "1 = corrected (default: the profile's)")
-    g.add_argument("--max-iters", type=int, help="override the iteration budget (iteration "
-                   "schedules only)")
+    g.add_argument("--max-iters", type=int, help="train this many iterations instead of the "
+                   "profile's schedule (an epoch schedule becomes an iteration schedule with its "
+                   "steps at the same fractions: another config, another hash)")
+    g = p.add_argument_group("layout (one process per device; the total batch nodes x tasks x "
+                             "images per device sets the lr, scaled linearly from the profile's)")
+    g.add_argument("--nodes", type=int, help="nodes per cell (default: the profile's, 1)")
+    g.add_argument("--tasks-per-node", type=int, help="processes per node; with GPUs one per GPU "
+                   "(default: the profile's: 8, or 4 with iBN, for paper; 1 for smoke)")
+    g.add_argument("--gpus-per-node", type=int, help="GPUs per node asked from SLURM, one task "
+                   "each (default: the profile's; 0 = CPU processes, gloo)")
     g = p.add_argument_group("released checkpoints")
     g.add_argument("--from-checkpoints", metavar="DIR", help="the authors' mmdet-1.1 "
                    "checkpoints in DIR instead of training: the cells with a file there are "
@@ -37,9 +45,11 @@ def _common(p: argparse.ArgumentParser) -> None:
                    "DIR/released.toml, else experiments/released.toml, the authors' models)")
 
 
-def _selection(args, notes: list[str] | None = None) -> tuple[list, Path, Options]:
+def _selection(args, notes: list[str] | None = None,
+               sweep_default: bool = False) -> tuple[list, Path, Options]:
     """The cells, results folder and options the arguments name; ``notes`` collects the
-    selected released cells that have no checkpoint."""
+    selected released cells that have no checkpoint. ``sweep_default``: with no cell named on
+    the command line, the cells the results folder's sweep.json recorded (if any)."""
     if args.profile not in profiles():
         raise MatrixError(f"unknown profile {args.profile!r} (known: {', '.join(profiles())})")
     detectors = parse_list(args.detectors, DETECTORS, "detector")
@@ -63,8 +73,14 @@ def _selection(args, notes: list[str] | None = None) -> tuple[list, Path, Option
         raise MatrixError("--manifest needs --from-checkpoints DIR")
     else:
         chosen = cells(args.profile, detectors, variants, parse_seeds(args.seeds))
+    results = (args.results or default_results(args.profile)).resolve()
+    if sweep_default and not (args.detectors or args.variants or args.seeds
+                              or args.from_checkpoints):
+        chosen = _sweep_cells(args.profile, results) or chosen
     opts = Options(data_root=args.data_root, pretrained=args.pretrained,
                    lcconv_padding=args.lcconv_padding, max_iters=args.max_iters,
+                   nodes=args.nodes, tasks_per_node=args.tasks_per_node,
+                   gpus_per_node=args.gpus_per_node,
                    checkpoints=(str(Path(args.from_checkpoints).expanduser().resolve())
                                 if args.from_checkpoints else None),
                    manifest=(str(Path(args.manifest).expanduser().resolve())
@@ -73,7 +89,16 @@ def _selection(args, notes: list[str] | None = None) -> tuple[list, Path, Option
         from .pretrained import check_pretrained
 
         check_pretrained(opts.pretrained)
-    return chosen, (args.results or default_results(args.profile)).resolve(), opts
+    return chosen, results, opts
+
+
+def _sweep_cells(profile: str, results: Path) -> list:
+    """The cells sweep.json records in ``results``, in table order."""
+    from .matrix import Cell
+    from .store import read_json
+
+    keys = (read_json(results / "sweep.json") or {}).get("cells", {})
+    return sorted(Cell.from_key(profile, k) for k in keys)
 
 
 def _print_notes(notes: list[str]) -> None:
@@ -98,63 +123,163 @@ def _print_rows(rows: list[dict], as_json: bool) -> None:
 
 # -- commands --------------------------------------------------------------------------------
 def cmd_plan(args) -> int:
-    from .sweep import plan
+    from .sweep import lr_notes, plan
 
     notes: list[str] = []
     chosen, _, opts = _selection(args, notes)
     _print_notes(notes)
-    _print_rows([p.row() | dict(profile=args.profile) for p in plan(chosen, opts)], args.json)
+    planned = plan(chosen, opts)
+    _print_lr_notes(lr_notes(planned))
+    _print_rows([p.row() | dict(profile=args.profile) for p in planned], args.json)
     return 0
+
+
+def _print_lr_notes(lines: list[str]) -> None:
+    for line in lines:
+        print(f"note: {line}", file=sys.stderr)
 
 
 def _slurm_options(args):
     from .executors import SlurmOptions
 
     return SlurmOptions(partition=args.partition, account=args.account, qos=args.qos,
-                        time_min=args.time, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
-                        cpus_per_task=args.cpus_per_task, mem_gb=args.mem_gb,
+                        time_min=args.time, cpus_per_task=args.cpus_per_task, mem_gb=args.mem_gb,
                         constraint=args.constraint, array_parallelism=args.array_parallelism,
                         extra=args.sbatch_arg or [])
 
 
 def cmd_run(args) -> int:
-    from .executors import plan_slurm, run_local, submit_slurm
-    from .sweep import plan, reset, select
+    from .executors import cancel, check_local, plan_slurm, queued_cells, run_local, submit_slurm
+    from .sweep import lr_notes, plan, reset, select
 
     notes: list[str] = []
     chosen, results, opts = _selection(args, notes)
     _print_notes(notes)
-    plan(chosen, opts)  # resolves every config: bad input fails here, before anything runs
-    todo, skipped = select(chosen, results, force=args.force, retry_failed=args.retry_failed)
+    # Resolves every config: bad input (names, data, layout) fails here, before anything runs.
+    scaled = lr_notes(plan(chosen, opts))  # said once the request has passed every check
+    if args.executor == "local":
+        check_local(chosen, opts)
+    queued = queued_cells(results)
+    todo, skipped = select(chosen, results, force=args.force, retry_failed=args.retry_failed,
+                           queued=queued)
     for key, why in skipped.items():
         print(f"skip {key}: {why}")
     if args.executor == "slurm":
-        groups = plan_slurm(todo, _slurm_options(args))
+        groups = plan_slurm(todo, _slurm_options(args), opts)
         if args.dry_run:
+            _print_lr_notes(scaled)
             for params, group in groups:
                 print(json.dumps(dict(cells=[c.key for c in group], sbatch=params), indent=1))
             return 0
     elif args.dry_run:
+        _print_lr_notes(scaled)
         print("\n".join(f"would run {c.key}" for c in todo) or "nothing to run")
         return 0
     if not todo:
         print(f"nothing to run: {len(chosen)} cells in {results} (--force to rerun)")
         return 0
     if args.force:
+        replaced = [c.key for c in todo if c.key in queued]
+        if replaced:  # --force replaces a queued cell: its old job must not train on beside
+            ids = cancel(results, replaced, wait_s=120)
+            print(f"cancelled {len(ids)} queued SLURM jobs first: {' '.join(ids)}")
         for cell in todo:
             reset(results, cell)
     results.mkdir(parents=True, exist_ok=True)
     if args.executor == "slurm":
         ids = submit_slurm(todo, results, opts, _slurm_options(args))
+        _print_lr_notes(scaled)
         for key, jid in ids.items():
             print(f"submitted {key}: job {jid}")
         print(f"{len(ids)} cells submitted; `python -m bench status --profile {args.profile} "
               f"--results {results}` shows progress")
         return 0
+    _print_lr_notes(scaled)
     final = run_local(todo, results, opts, jobs=_jobs(args), progress=not args.quiet)
     bad = {k: s for k, s in final.items() if s != "done"}
     print(f"{len(final) - len(bad)}/{len(final)} cells done in {results}")
     return 1 if bad else 0
+
+
+def cmd_pilot(args) -> int:
+    """Each cell for a few iterations, then the forecast of the full sweep's cost."""
+    import dataclasses
+
+    from reports.forecast import read_pilots, render_text
+
+    from .executors import check_local, queued_cells, run_local, submit_slurm
+    from .sweep import plan, reset
+
+    notes: list[str] = []
+    chosen, results, opts = _selection(args, notes)
+    _print_notes(notes)
+    store = results / "pilot"
+    if args.show:
+        print(render_text(read_pilots(results)))
+        return 0
+    if args.iters < 1 or args.val_images < 1:
+        raise MatrixError("--iters and --val-images must be at least 1")
+    if args.max_iters is not None:
+        raise MatrixError("--max-iters does not apply to a pilot: --iters sets its length, and "
+                          "the forecast is for the profile's full schedule")
+    if any(c.source == "released" for c in chosen):
+        raise MatrixError("a pilot trains: it does not apply to --from-checkpoints")
+    pilot = dataclasses.replace(opts, pilot_iters=args.iters, val_images=args.val_images)
+    if args.executor == "local":  # one process; the forecast is for the cell's own layout
+        pilot = dataclasses.replace(pilot, nodes=1, tasks_per_node=1, gpus_per_node=None)
+        check_local(chosen, pilot)
+    plan(chosen, opts)  # the full cells: data, names and layout checked before anything runs
+    plan(chosen, pilot)
+    # A pilot is a measurement: it runs again every time, unless its last one is still queued.
+    queued = queued_cells(store)
+    todo = [c for c in chosen if c.key not in queued]
+    for key in (c.key for c in chosen if c.key in queued):
+        print(f"skip {key}: pilot {queued[key]}", file=sys.stderr)
+    for cell in todo:
+        reset(store, cell)
+    store.mkdir(parents=True, exist_ok=True)
+    print(f"pilot of {len(todo)} cells of profile {args.profile}: {args.iters} iterations, "
+          f"{args.val_images} validation images each -> {store}", file=sys.stderr)
+    if args.executor == "slurm":
+        ids = submit_slurm(todo, store, pilot, _slurm_options(args), plan_opts=opts)
+        for key, jid in ids.items():
+            print(f"submitted pilot {key}: job {jid}", file=sys.stderr)
+        if args.no_wait:
+            print(f"`python -m bench pilot --show --profile {args.profile} --results {results}` "
+                  "prints the forecast once they finish")
+            return 0
+        _wait_for(todo, store)
+    else:
+        run_local(todo, store, pilot, jobs=_jobs(args), progress=not args.quiet, plan_opts=opts)
+    print(render_text(read_pilots(results)))
+    rows = [(CellStore(store, c).read() or {}).get("status") for c in todo]
+    return 0 if all(r == "done" for r in rows) else 1
+
+
+def _wait_for(cells_: list, store: Path, poll_s: float = 5.0) -> None:
+    """Until every cell has ended (done, failed, cancelled), a line whenever one changes."""
+    import time
+
+    from reports.schema import ACTIVE
+
+    from .sweep import status_rows
+
+    seen: dict[str, str] = {}
+    try:
+        while True:
+            rows = status_rows(cells_, store)
+            for r in rows:
+                if seen.get(r["cell"]) != r["status"]:
+                    seen[r["cell"]] = r["status"]
+                    print(f"{r['cell']}: {r['status']} {r['detail']}".rstrip(), file=sys.stderr)
+            if all(r["status"].split()[0] not in (*ACTIVE, "not") for r in rows):
+                return
+            time.sleep(poll_s)
+    except KeyboardInterrupt:
+        print("\nstopped waiting; the pilot jobs go on (`bench pilot --show` prints the "
+              "forecast later, `bench cancel --results RESULTS/pilot` cancels them)",
+              file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 def _jobs(args) -> int:
@@ -171,7 +296,7 @@ def _jobs(args) -> int:
 def cmd_status(args) -> int:
     from .sweep import status_rows
 
-    chosen, results, _ = _selection(args)
+    chosen, results, _ = _selection(args, sweep_default=True)
     _print_rows(status_rows(chosen, results), args.json)
     return 0
 
@@ -192,11 +317,23 @@ def cmd_table(args) -> int:
     chosen, results, opts = _selection(args, notes)
     _print_notes(notes)
     if args.run_missing:
+        from .configs import layout
         from .executors import run_local
-        from .sweep import select
+        from .sweep import plan, select
 
-        todo, _ = select(chosen, results)
+        todo, skipped = select(chosen, results)  # never a cell the scheduler still holds
+        for key, why in skipped.items():
+            if why.startswith(("queued", "recorded")):
+                print(f"not run here: {key}: {why}", file=sys.stderr)
+        remote = [c for c in todo if layout(c, opts).world_size > 1]
+        if remote:
+            print(f"not run here: {len(remote)} missing cells of profile {args.profile} train "
+                  f"on several devices ({layout(remote[0], opts).describe()}); submit them with "
+                  f"`python -m bench run --executor slurm --profile {args.profile}`",
+                  file=sys.stderr)
+        todo = [c for c in todo if c not in remote]
         if todo:
+            plan(todo, opts)  # bad input (data root, names) before anything runs
             print(f"running {len(todo)} missing cells of profile {args.profile} into {results}",
                   file=sys.stderr)
             run_local(todo, results, opts, jobs=_jobs(args))
@@ -306,6 +443,20 @@ def cmd_perf(args) -> int:
     return perf.main(args)
 
 
+def _slurm_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("slurm (defaults: the profile's `slurm` settings)")
+    g.add_argument("--partition")
+    g.add_argument("--account")
+    g.add_argument("--qos")
+    g.add_argument("--time", type=int, metavar="MIN", help="time limit in minutes")
+    g.add_argument("--cpus-per-task", type=int)
+    g.add_argument("--mem-gb", type=float)
+    g.add_argument("--constraint")
+    g.add_argument("--array-parallelism", type=int, help="max array tasks running at once")
+    g.add_argument("--sbatch-arg", action="append", metavar="KEY=VALUE",
+                   help="extra sbatch option, repeatable (e.g. exclude=node3)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description="sepc-bench: the SEPC "
                                 "ablation matrix, run locally or on SLURM.")
@@ -327,20 +478,30 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--dry-run", action="store_true", help="print what would run (sbatch "
                     "parameters for slurm) and submit nothing")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
-    g = sp.add_argument_group("slurm (defaults: the profile's `slurm` settings)")
-    g.add_argument("--partition")
-    g.add_argument("--account")
-    g.add_argument("--qos")
-    g.add_argument("--time", type=int, metavar="MIN", help="time limit in minutes")
-    g.add_argument("--nodes", type=int)
-    g.add_argument("--gpus-per-node", type=int)
-    g.add_argument("--cpus-per-task", type=int)
-    g.add_argument("--mem-gb", type=float)
-    g.add_argument("--constraint")
-    g.add_argument("--array-parallelism", type=int, help="max array tasks running at once")
-    g.add_argument("--sbatch-arg", action="append", metavar="KEY=VALUE",
-                   help="extra sbatch option, repeatable (e.g. exclude=node3)")
+    _slurm_arguments(sp)
     sp.set_defaults(func=cmd_run)
+
+    sp = sub.add_parser("pilot", help="each cell for a few iterations: seconds per iteration, "
+                        "peak memory, and the forecast wall time, GPU-hours and --time of the "
+                        "full sweep", description="Runs the real cell code path (the profile's "
+                        "model, data pipeline, batch per device and layout) for --iters "
+                        "iterations, evaluates --val-images images, times briefly, and "
+                        "forecasts the full schedule. Rows go to RESULTS/pilot/, never into "
+                        "the table.")
+    _common(sp)
+    sp.add_argument("--iters", type=int, default=20, help="training iterations (default 20)")
+    sp.add_argument("--val-images", type=int, default=50, help="validation images evaluated "
+                    "(default 50)")
+    sp.add_argument("--executor", choices=("local", "slurm"), default="local",
+                    help="local: one process per cell (a multi-GPU cell is forecast from one "
+                    "device); slurm: the cell's own layout")
+    sp.add_argument("--jobs", type=int, help="local pilots run at once")
+    sp.add_argument("--no-wait", action="store_true", help="slurm: submit and return")
+    sp.add_argument("--show", action="store_true", help="print the last pilots' forecast and "
+                    "run nothing")
+    sp.add_argument("--quiet", action="store_true", help="no progress bar")
+    _slurm_arguments(sp)
+    sp.set_defaults(func=cmd_pilot)
 
     sp = sub.add_parser("status", help="one line per cell, from the store and the scheduler")
     _common(sp)

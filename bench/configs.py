@@ -29,7 +29,13 @@ def profiles() -> list[str]:
 @dataclass(frozen=True)
 class Options:
     """What the command line changes about a profile (each part of the config hash), and where
-    released cells find their checkpoints (``--from-checkpoints DIR``, ``--manifest FILE``)."""
+    released cells find their checkpoints (``--from-checkpoints DIR``, ``--manifest FILE``).
+
+    ``nodes``, ``tasks_per_node`` and ``gpus_per_node`` override the profile's training layout
+    (one process per device; see :func:`layout`). ``pilot_iters`` makes a pilot of the cell: the
+    same model, data pipeline, batch per device and layout, trained that many iterations and
+    evaluated on the first ``val_images`` validation images.
+    """
 
     data_root: str | None = None
     pretrained: str | None = None
@@ -37,6 +43,11 @@ class Options:
     max_iters: int | None = None
     checkpoints: str | None = None
     manifest: str | None = None
+    nodes: int | None = None
+    tasks_per_node: int | None = None
+    gpus_per_node: int | None = None
+    pilot_iters: int | None = None
+    val_images: int | None = None
 
 
 @dataclass
@@ -89,13 +100,82 @@ def dataset_for(profile: Profile, opts: Options, need_train: bool = True) -> Dat
                       f"evaluating released checkpoints needs only the val2017 half)")
 
 
-def gpus_and_batch(profile: Profile, variant: str) -> tuple[int, int]:
-    """(GPUs, images per GPU) of a cell: the paper's 8x2 or 4x4, or the profile's fixed batch."""
+@dataclass(frozen=True)
+class Layout:
+    """How one cell trains: ``nodes`` x ``tasks_per_node`` processes (DDP, one per device), each
+    with ``imgs_per_device`` images; ``gpus_per_node`` is what the job asks SLURM for (0: CPU)."""
+
+    nodes: int
+    tasks_per_node: int
+    gpus_per_node: int
+    imgs_per_device: int
+
+    @property
+    def world_size(self) -> int:
+        return self.nodes * self.tasks_per_node
+
+    @property
+    def total_batch(self) -> int:
+        return self.world_size * self.imgs_per_device
+
+    def describe(self) -> str:
+        per_node = "GPUs" if self.gpus_per_node else "processes"
+        return (f"{self.nodes} x {self.tasks_per_node} x {self.imgs_per_device}: nodes x "
+                f"{per_node} per node x images per device")
+
+
+def reference_batch(profile: Profile) -> int:
+    """The total batch the profile's learning rate was set for."""
     s = profile.settings
+    return int(s["fixed_batch"]) if "fixed_batch" in s else int(s.get("total_batch", 16))
+
+
+def layout(cell: Cell, opts: Options = Options()) -> Layout:
+    """The cell's training layout: the profile's (the paper's 8 GPUs x 2 images, or 4 x 4 with
+    iBN; one device with a fixed batch for smoke and released cells), overridden by ``opts``.
+    One task per GPU: asking for GPUs or for tasks sets the other to match."""
+    profile = cell_profile(cell)
+    s = profile.settings
+    slurm = s.get("slurm", {})
     if "fixed_batch" in s:
-        return 1, int(s["fixed_batch"])
-    per_gpu = VARIANTS[variant].imgs_per_gpu
-    return int(s.get("total_batch", 16)) // per_gpu, per_gpu
+        per_device, tasks, gpus = int(s["fixed_batch"]), 1, int(slurm.get("gpus_per_node", 1))
+    else:
+        per_device = VARIANTS[cell.variant].imgs_per_gpu
+        tasks = gpus = int(s.get("total_batch", 16)) // per_device
+    nodes = int(opts.nodes or slurm.get("nodes", 1))
+    if cell.source == "released":
+        if (opts.nodes or 1) > 1 or (opts.tasks_per_node or 1) > 1 or (opts.gpus_per_node or 1) > 1:
+            raise MatrixError("released checkpoints are evaluated on one device: --nodes, "
+                              "--tasks-per-node and --gpus-per-node above 1 do not apply")
+        return Layout(1, 1, gpus, per_device)
+    for flag, value in (("--nodes", opts.nodes), ("--tasks-per-node", opts.tasks_per_node),
+                        ("--gpus-per-node", opts.gpus_per_node)):
+        if value is not None and value < (0 if flag == "--gpus-per-node" else 1):
+            raise MatrixError(f"{flag} {value}: must be at least "
+                              f"{0 if flag == '--gpus-per-node' else 1}")
+    t, g = opts.tasks_per_node, opts.gpus_per_node
+    if t is not None and g is not None:
+        if g and t != g:
+            raise MatrixError(f"--tasks-per-node {t} with --gpus-per-node {g}: DDP runs one task "
+                              "per GPU (give one of the two, or equal values)")
+        tasks, gpus = t, g
+    elif g is not None:
+        tasks, gpus = (g if g else tasks), g
+    elif t is not None:
+        tasks, gpus = t, (t if gpus else 0)
+    return Layout(nodes, tasks, gpus, per_device)
+
+
+def scaled_lr(cell: Cell, opts: Options, base_lr: float) -> tuple[float, str | None]:
+    """The learning rate for the cell's total batch, scaled linearly from the batch the profile's
+    lr was set for, and a sentence saying so when it changed (None when it did not)."""
+    profile = cell_profile(cell)
+    lay, ref = layout(cell, opts), reference_batch(profile)
+    if lay.total_batch == ref or cell.source == "released":
+        return base_lr, None
+    lr = base_lr * lay.total_batch / ref
+    return lr, (f"{cell.key}: total batch {lay.total_batch} ({lay.describe()}) instead of the "
+                f"profile's {ref}: lr scaled linearly {base_lr:g} -> {lr:g}")
 
 
 def _pipelines(size: tuple[int, int] | None) -> tuple[list, list]:
@@ -138,8 +218,11 @@ def _apply_data(cfg, ds: Dataset, profile: Profile, batch: int, results_prefix: 
             **common, ann_file="annotations/instances_val2017.json",
             data_prefix=dict(img="val2017/"), test_mode=True, pipeline=test_pipe)
     for name in ("val_evaluator", "test_evaluator"):
+        # collect_device "gpu" gathers the ranks' results through the process group (NCCL or
+        # gloo alike); mmengine's "cpu" mode goes through a /tmp folder of rank 0, which the
+        # other nodes of a multi-node job cannot see.
         cfg[name] = dict(type="CocoMetric", ann_file=str(ds.val_ann), metric="bbox",
-                         format_only=False, metric_items=METRIC_ITEMS)
+                         format_only=False, metric_items=METRIC_ITEMS, collect_device="gpu")
         if results_prefix:  # keep the detections (<prefix>.bbox.json) for the bootstrap
             cfg[name]["outfile_prefix"] = results_prefix
     cfg.model.bbox_head.num_classes = len(ds.classes)
@@ -179,29 +262,60 @@ def _apply_released(cfg, cell: Cell) -> None:
         cfg[name] = None
 
 
-def _apply_schedule(cfg, profile: Profile, opts: Options) -> None:
-    s = profile.settings
-    if s.get("schedule") != "iters":
-        cfg.default_hooks.checkpoint.update(interval=1, max_keep_ckpts=2)
-        return
-    iters = int(opts.max_iters or s["max_iters"])
-    val = int(s.get("val_interval", iters))
-    cfg.train_cfg = dict(type="IterBasedTrainLoop", max_iters=iters, val_interval=min(val, iters))
+def _iteration_schedule(cfg, iters: int, val_interval: int, checkpoint_interval: int,
+                        milestone: callable) -> None:
+    """An ``iters``-iteration training; ``milestone`` maps each step milestone of the profile's
+    schedule to an iteration of this one (warm-up ends at the latest at the last iteration)."""
+    cfg.train_cfg = dict(type="IterBasedTrainLoop", max_iters=iters,
+                         val_interval=min(val_interval, iters))
     cfg.default_hooks.checkpoint = dict(type="CheckpointHook", by_epoch=False,
-                                        interval=int(s.get("checkpoint_interval", 50)),
-                                        max_keep_ckpts=2)
+                                        interval=checkpoint_interval, max_keep_ckpts=2)
     cfg.default_hooks.logger = dict(type="LoggerHook", interval=10)
     cfg.log_processor = dict(type="LogProcessor", window_size=10, by_epoch=False)
     cfg.train_dataloader.sampler = dict(type="InfiniteSampler", shuffle=True)
     cfg.train_dataloader.pop("batch_sampler", None)
-    # --max-iters stretches or shrinks the profile's schedule: step milestones scale with it.
-    stretch = iters / int(s["max_iters"])
     for sched in cfg.param_scheduler:
         if "milestones" in sched:
-            sched["milestones"] = [max(1, round(m * stretch)) for m in sched["milestones"]]
-            sched["end"] = iters
+            sched.update(by_epoch=False, begin=0, end=iters,
+                         milestones=[max(1, min(iters, milestone(m))) for m in sched["milestones"]])
         else:
             sched["end"] = min(sched.get("end", iters), iters)
+
+
+def _apply_schedule(cfg, profile: Profile, opts: Options) -> None:
+    """The profile's schedule, or ``--max-iters`` / a pilot's iterations instead.
+
+    On an iteration schedule the step milestones stretch with the budget. An epoch schedule
+    given an iteration budget becomes an iteration schedule of that length with the milestones
+    at the same fractions (8/12 and 11/12 of it): a different training, with its own config
+    hash, never the full 12 epochs under another name.
+    """
+    s = profile.settings
+    iters = opts.pilot_iters or opts.max_iters
+    if s.get("schedule") == "iters":
+        iters = int(iters or s["max_iters"])
+        stretch = iters / int(s["max_iters"])
+        _iteration_schedule(cfg, iters, int(s.get("val_interval", iters)),
+                            int(s.get("checkpoint_interval", 50)),
+                            lambda m: round(m * stretch))
+    elif iters:
+        epochs = int(cfg.train_cfg.max_epochs)
+        _iteration_schedule(cfg, int(iters), int(iters), max(1, int(iters) // 4),
+                            lambda m: round(m * int(iters) / epochs))
+    else:
+        cfg.default_hooks.checkpoint.update(interval=1, max_keep_ckpts=2)
+    if opts.pilot_iters:  # a measurement: no checkpoint files (a paper cell's is ~300 MB)
+        cfg.default_hooks.checkpoint = dict(type="CheckpointHook", interval=-1, save_last=False)
+
+
+def _apply_layout(cfg, cell: Cell, opts: Options) -> None:
+    """Images per device, and the lr for the total batch (``auto_scale_lr.base_batch_size`` =
+    the batch this lr is for, mmdet's own convention): both in the config and its hash."""
+    lay = layout(cell, opts)
+    cfg.train_dataloader.batch_size = lay.imgs_per_device
+    optimizer = cfg.optim_wrapper.optimizer
+    optimizer.lr, _ = scaled_lr(cell, opts, float(optimizer.lr))
+    cfg.auto_scale_lr = dict(enable=False, base_batch_size=lay.total_batch)
 
 
 def resolve(cell: Cell, opts: Options = Options(), work_dir: str | None = None,
@@ -219,9 +333,11 @@ def resolve(cell: Cell, opts: Options = Options(), work_dir: str | None = None,
     cfg.merge_from_dict(profile.delta)
     cfg.merge_from_dict(profile.settings.get("per_detector", {}).get(cell.detector, {}))
     if data:
-        _, batch = gpus_and_batch(profile, cell.variant)
-        _apply_data(cfg, dataset_for(profile, opts, need_train=not released), profile, batch,
-                    results_prefix)
+        _apply_data(cfg, dataset_for(profile, opts, need_train=not released), profile,
+                    layout(cell, opts).imgs_per_device, results_prefix)
+        if opts.val_images:  # a pilot evaluates the first N validation images only
+            for name in ("val_dataloader", "test_dataloader"):
+                cfg[name].dataset.indices = int(opts.val_images)
     if released:  # the authors trained with the faithful padding
         padding = 0
     else:
@@ -231,8 +347,11 @@ def resolve(cell: Cell, opts: Options = Options(), work_dir: str | None = None,
         _apply_released(cfg, cell)
     else:
         _apply_schedule(cfg, profile, opts)
+        _apply_layout(cfg, cell, opts)
     # A released cell's weights all come from its checkpoint: no backbone download.
     pretrained = None if released else opts.pretrained or profile.settings.get("pretrained")
+    if pretrained == "none":
+        pretrained = None
     cfg.model.backbone.init_cfg = (ConfigDict(type="Pretrained", checkpoint=pretrained)
                                    if pretrained else None)
     cfg.custom_imports = dict(imports=["sepc", "bench.hooks"], allow_failed_imports=False)
@@ -246,7 +365,7 @@ def resolve(cell: Cell, opts: Options = Options(), work_dir: str | None = None,
 
 
 #: Keys that say where things go, not what is computed: left out of the hash.
-_UNHASHED = ("work_dir", "launcher", "resume", "load_from")
+_UNHASHED = ("work_dir", "launcher", "resume", "load_from", "model_wrapper_cfg", "env_cfg")
 
 
 def config_hash(cfg) -> str:

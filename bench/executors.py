@@ -8,6 +8,7 @@ later from any shell.
 """
 from __future__ import annotations
 
+import getpass
 import shutil
 import signal
 import subprocess
@@ -18,9 +19,11 @@ from pathlib import Path
 
 import submitit
 
-from .configs import Options, cell_profile, gpus_and_batch
+from reports.schema import ACTIVE
+
+from .configs import Options, cell_profile, layout
 from .job import CellJob
-from .matrix import Cell
+from .matrix import Cell, MatrixError
 from .store import CellStore, atomic_write_json, now, read_json
 
 
@@ -30,14 +33,13 @@ class SchedulerError(RuntimeError):
 
 @dataclass
 class SlurmOptions:
-    """sbatch parameters; None means the profile's default (experiments/profiles/*.py)."""
+    """sbatch parameters; None means the profile's default (experiments/profiles/*.py). The
+    layout (nodes, tasks and GPUs per node) changes the training and lives in ``Options``."""
 
     partition: str | None = None
     account: str | None = None
     qos: str | None = None
     time_min: int | None = None
-    nodes: int | None = None
-    gpus_per_node: int | None = None
     cpus_per_task: int | None = None
     mem_gb: float | None = None
     constraint: str | None = None
@@ -45,28 +47,28 @@ class SlurmOptions:
     extra: list[str] = field(default_factory=list)  # --sbatch-arg KEY=VALUE, repeatable
 
 
-def slurm_parameters(cell: Cell, opts: SlurmOptions) -> dict:
-    """submitit parameters of one cell: profile defaults, overridden by the command line."""
+def slurm_parameters(cell: Cell, sopts: SlurmOptions, opts: Options = Options()) -> dict:
+    """submitit parameters of one cell: the profile's defaults (a pilot's own ``pilot.slurm``
+    ones first), overridden by the command line; one task per device of the cell's layout."""
     profile = cell_profile(cell)
     d = dict(profile.settings.get("slurm", {}))
-    gpus, _ = gpus_and_batch(profile, cell.variant)
-    gpus_per_node = opts.gpus_per_node if opts.gpus_per_node is not None else d.get(
-        "gpus_per_node", gpus)
-    nodes = opts.nodes or d.get("nodes", 1)
+    if opts.pilot_iters:
+        d.update(profile.settings.get("pilot", {}).get("slurm", {}))
+    lay = layout(cell, opts)
     params = dict(
-        timeout_min=int(opts.time_min or d.get("time_min", 60)), nodes=int(nodes),
-        tasks_per_node=max(1, int(gpus_per_node)), gpus_per_node=int(gpus_per_node),
-        cpus_per_task=int(opts.cpus_per_task or d.get("cpus_per_task", 2)),
-        mem_gb=float(opts.mem_gb or d.get("mem_gb", 8)),
-        slurm_partition=opts.partition or d.get("partition"),
-        slurm_account=opts.account or d.get("account"),
-        slurm_qos=opts.qos or d.get("qos"),
-        slurm_constraint=opts.constraint or d.get("constraint"),
-        slurm_array_parallelism=opts.array_parallelism or d.get("array_parallelism", 64),
+        timeout_min=int(sopts.time_min or d.get("time_min", 60)), nodes=lay.nodes,
+        tasks_per_node=lay.tasks_per_node, gpus_per_node=lay.gpus_per_node,
+        cpus_per_task=int(sopts.cpus_per_task or d.get("cpus_per_task", 2)),
+        mem_gb=float(sopts.mem_gb or d.get("mem_gb", 8)),
+        slurm_partition=sopts.partition or d.get("partition"),
+        slurm_account=sopts.account or d.get("account"),
+        slurm_qos=sopts.qos or d.get("qos"),
+        slurm_constraint=sopts.constraint or d.get("constraint"),
+        slurm_array_parallelism=sopts.array_parallelism or d.get("array_parallelism", 64),
         slurm_signal_delay_s=int(d.get("signal_delay_s", 90)),
     )
     extra = {}
-    for item in opts.extra:
+    for item in sopts.extra:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise SchedulerError(f"--sbatch-arg {item!r}: expected KEY=VALUE (e.g. exclude=node3)")
@@ -85,8 +87,9 @@ def _submitit_folder(results: Path) -> Path:
 _COST = {"sepc": 1.8, "sepc_lite": 1.1, "ibn": 1.05, "pconv": 1.0, "baseline": 1.0}
 
 def run_local(cells: list[Cell], results: Path, opts: Options, jobs: int = 1,
-              progress: bool = True) -> dict[str, str]:
-    """Run cells as local submitit jobs, ``jobs`` at a time; returns cell key -> final status."""
+              progress: bool = True, plan_opts: Options | None = None) -> dict[str, str]:
+    """Run cells as local submitit jobs, ``jobs`` at a time; returns cell key -> final status.
+    ``plan_opts``: a pilot's full cells (see ``CellJob``)."""
     from tqdm import tqdm
 
     folder = _submitit_folder(results)
@@ -107,7 +110,7 @@ def run_local(cells: list[Cell], results: Path, opts: Options, jobs: int = 1,
         while pending or running:
             while pending and len(running) < jobs:
                 cell = pending.pop(0)
-                job = executor.submit(CellJob(results, opts), cell)
+                job = executor.submit(CellJob(results, opts, plan_opts), cell)
                 running[cell.key] = (cell, job)
                 _record_jobs(results, {cell.key: job}, "local", folder)
             for key, (cell, job) in list(running.items()):
@@ -166,7 +169,7 @@ def check_slurm(results: Path, params: dict) -> None:
     # sbatch --test-only asks the controller to validate the request without queueing it.
     cmd = ["sbatch", "--test-only", "--wrap", "true", f"--time={params['timeout_min']}",
            f"--nodes={params['nodes']}", f"--ntasks-per-node={params['tasks_per_node']}",
-           f"--cpus-per-task={params['cpus_per_task']}"]
+           f"--cpus-per-task={params['cpus_per_task']}", f"--mem={int(params['mem_gb'] * 1024)}M"]
     for key, flag in (("slurm_partition", "--partition"), ("slurm_account", "--account"),
                       ("slurm_qos", "--qos"), ("slurm_constraint", "--constraint")):
         if params.get(key):
@@ -180,20 +183,21 @@ def check_slurm(results: Path, params: dict) -> None:
                              f" ({' '.join(cmd[3:])})")
 
 
-def plan_slurm(cells: list[Cell], sopts: SlurmOptions) -> list[tuple[dict, list[Cell]]]:
+def plan_slurm(cells: list[Cell], sopts: SlurmOptions,
+               opts: Options = Options()) -> list[tuple[dict, list[Cell]]]:
     """Group cells by their sbatch parameters: one job array per group."""
     groups: dict[str, tuple[dict, list[Cell]]] = {}
     for cell in cells:
-        params = slurm_parameters(cell, sopts)
+        params = slurm_parameters(cell, sopts, opts)
         key = repr(sorted(params.items(), key=lambda kv: kv[0]))
         groups.setdefault(key, (params, []))[1].append(cell)
     return list(groups.values())
 
 
 def submit_slurm(cells: list[Cell], results: Path, opts: Options, sopts: SlurmOptions,
-                 name: str = "sepc") -> dict[str, str]:
+                 name: str = "sepc", plan_opts: Options | None = None) -> dict[str, str]:
     """Submit and return at once: cell key -> SLURM job id (``ARRAYID_TASK``)."""
-    groups = plan_slurm(cells, sopts)
+    groups = plan_slurm(cells, sopts, opts)
     for params, _ in groups:
         check_slurm(results, params)
     folder = _submitit_folder(results)
@@ -204,7 +208,7 @@ def submit_slurm(cells: list[Cell], results: Path, opts: Options, sopts: SlurmOp
         for cell in group:
             CellStore(results, cell).write(status="pending", error=None, submitted_at=now())
         try:
-            jobs = executor.map_array(CellJob(results, opts), group)
+            jobs = executor.map_array(CellJob(results, opts, plan_opts), group)
         except Exception as exc:  # noqa: BLE001 - submitit wraps sbatch's own message
             for cell in group:
                 CellStore(results, cell).write(status="failed", error=f"submission failed: {exc}")
@@ -244,15 +248,83 @@ def scheduler_states(results: Path) -> dict[str, str]:
     return {k: states.get(v["job_id"], "UNKNOWN") for k, v in slurm.items()}
 
 
-def cancel(results: Path, keys: list[str] | None = None) -> list[str]:
-    """scancel the recorded SLURM jobs (all, or those cells); returns the cancelled job ids."""
+def _squeue() -> dict[str, str] | None:
+    """job id (``ARRAY_TASK`` for array tasks) -> state of every job of this user that the
+    scheduler still holds; None when squeue cannot be asked (not a SLURM host, controller down).
+    All of the user's jobs are listed rather than the recorded ids: squeue fails as a whole when
+    one of the ids it is given has left the controller's memory."""
+    if shutil.which("squeue") is None:
+        return None
+    try:
+        proc = subprocess.run(["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i|%T"],
+                              capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if proc.returncode != 0:
+        return None
+    return dict(line.split("|", 1) for line in proc.stdout.split() if "|" in line)
+
+
+def queued_cells(results: Path) -> dict[str, str]:
+    """cell key -> why the scheduler still owns it, for the cells sweep.json records as SLURM
+    jobs that squeue still lists (pending, running, requeued, ...). Where squeue cannot be asked,
+    a recorded job whose row is still pending/running/requeued counts as queued: a duplicate
+    training into the same folder costs more than a cell left for later."""
+    sweep = read_json(results / "sweep.json") or {}
+    slurm = {k: v for k, v in sweep.get("cells", {}).items() if v.get("executor") == "slurm"}
+    if not slurm:
+        return {}
+    live = _squeue()
+    out = {}
+    for key, rec in slurm.items():
+        jid = str(rec["job_id"])
+        if live is None:
+            status = (read_json(results / key / "result.json") or {}).get("status")
+            if status in ACTIVE:
+                out[key] = (f"recorded as SLURM job {jid} ({status}) and squeue cannot be asked "
+                            "here")
+        elif jid in live:
+            out[key] = f"queued on SLURM as job {jid} ({live[jid]})"
+    return out
+
+
+def cancel(results: Path, keys: list[str] | None = None, wait_s: float = 0) -> list[str]:
+    """scancel the recorded SLURM jobs (all, or those cells); returns the cancelled job ids.
+    ``wait_s``: wait that long for them to leave the queue (``--force`` submits again after)."""
     sweep = read_json(results / "sweep.json") or {}
     ids = [v["job_id"] for k, v in sweep.get("cells", {}).items()
            if v.get("executor") == "slurm" and (keys is None or k in keys)]
-    if ids:
-        subprocess.run(["scancel", *ids], check=False, timeout=60)
+    if not ids:
+        return ids
+    proc = subprocess.run(["scancel", *ids], capture_output=True, text=True, check=False,
+                          timeout=60)
+    if proc.returncode != 0 and wait_s:
+        raise SchedulerError(f"scancel {' '.join(ids)} failed: {proc.stderr.strip()}")
+    deadline = time.monotonic() + wait_s
+    while wait_s:
+        live = _squeue() or {}
+        left = [i for i in ids if i in live]
+        if not left:
+            break
+        if time.monotonic() > deadline:
+            raise SchedulerError(f"cancelled jobs still in the queue after {wait_s:.0f} s: "
+                                 f"{' '.join(left)}")
+        time.sleep(1)
     return ids
 
 
+def check_local(cells: list[Cell], opts: Options) -> None:
+    """The local executor runs each cell as one process: refuse a layout of several devices
+    (before anything runs) instead of silently training with another total batch."""
+    for cell in cells:
+        lay = layout(cell, opts)
+        if lay.world_size > 1:
+            raise MatrixError(
+                f"profile {cell.profile!r} trains {cell.key} on {lay.world_size} devices "
+                f"({lay.describe()}); the local executor runs one process: submit with "
+                f"--executor slurm, or pass --tasks-per-node 1 to train on one device (total "
+                f"batch {lay.imgs_per_device}, lr scaled linearly)")
+
+
 __all__ = ["SlurmOptions", "SchedulerError", "run_local", "submit_slurm", "plan_slurm",
-           "slurm_parameters", "scheduler_states", "cancel"]
+           "slurm_parameters", "scheduler_states", "queued_cells", "cancel", "check_local"]

@@ -9,6 +9,7 @@ that was killed resumes the same way when the command is run again.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import socket
@@ -20,7 +21,8 @@ from pathlib import Path
 
 import submitit
 
-from .configs import Options, cell_profile, config_hash, resolve
+from . import ddp
+from .configs import Options, cell_profile, config_hash, layout, resolve
 from .matrix import Cell
 from .store import REPO, CellStore, atomic_write_text, now
 
@@ -75,10 +77,6 @@ def _plain_config_text() -> None:
     mmengine_config.FormatCode = lambda text, **_: (text, False)
 
 
-def _rank() -> int:
-    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
-
-
 def _merge_scalars(work_dir: Path, out: Path) -> None:
     """All runs' vis_data/scalars.json (one per start, after requeues) as one JSON-lines file."""
     files = sorted(work_dir.glob("*/vis_data/scalars.json"))
@@ -87,22 +85,33 @@ def _merge_scalars(work_dir: Path, out: Path) -> None:
 
 
 class CellJob(submitit.helpers.Checkpointable):
-    """Runs one cell. Picklable: submitit sends it to the node with the cell as argument."""
+    """Runs one cell. Picklable: submitit sends it to the node with the cell as argument.
 
-    def __init__(self, results: str | Path, opts: Options = Options()) -> None:
+    ``plan_opts``: for a pilot (``opts.pilot_iters``), the options of the full cell whose cost
+    it forecasts (a local pilot of a multi-GPU cell runs as one process; its forecast is for the
+    cell's real layout). Defaults to ``opts`` without the pilot settings.
+    """
+
+    def __init__(self, results: str | Path, opts: Options = Options(),
+                 plan_opts: Options | None = None) -> None:
         self.results = str(Path(results).resolve())
         self.opts = opts
+        self.plan_opts = plan_opts
         self._runner = None
         self._requeued = False
+        self._t0 = time.time()
 
     def __getstate__(self) -> dict:
-        return dict(results=self.results, opts=self.opts, _runner=None, _requeued=False)
+        return dict(results=self.results, opts=self.opts, plan_opts=self.plan_opts,
+                    _runner=None, _requeued=False, _t0=0.0)
 
     # -- submitit: USR2 -> save what training has done, requeue -------------------------------
     def checkpoint(self, cell: Cell) -> submitit.helpers.DelayedSubmission:
+        """Called by submitit on rank 0 only; the other ranks go on until SLURM requeues the
+        whole job (they block in the next gradient all-reduce meanwhile)."""
         store = CellStore(self.results, cell)
         runner = self._runner
-        if runner is not None and _rank() == 0 and getattr(runner, "_sepc_training", False):
+        if runner is not None and getattr(runner, "_sepc_training", False):
             name = f"iter_{runner.iter}.pth"
             runner.save_checkpoint(runner.work_dir, name, by_epoch=False, save_optimizer=True,
                                    save_param_scheduler=True)
@@ -110,28 +119,33 @@ class CellJob(submitit.helpers.Checkpointable):
                               str(Path(runner.work_dir) / name))
             print(f"[sepc-bench] USR2: checkpoint at iteration {runner.iter}, requeueing",
                   flush=True)
-        if _rank() == 0:
-            row = store.read() or {}
-            store.write(status="requeued", requeues=int(row.get("requeues") or 0) + 1)
+        row = store.read() or {}
+        store.write(status="requeued", requeues=int(row.get("requeues") or 0) + 1)
         self._requeued = True  # submitit now requeues and exits this process
-        return submitit.helpers.DelayedSubmission(CellJob(self.results, self.opts), cell)
+        return submitit.helpers.DelayedSubmission(
+            CellJob(self.results, self.opts, self.plan_opts), cell)
 
     # -- the job ----------------------------------------------------------------------------
     def __call__(self, cell: Cell) -> dict:
         store = CellStore(self.results, cell)
         store.dir.mkdir(parents=True, exist_ok=True)
         os.environ["SEPC_CELL_DIR"] = str(store.dir)
-        rank0 = _rank() == 0
-        log = open(store.log_path, "a", buffering=1)
+        self._t0 = t0 = time.time()
+        world = ddp.world()
+        rank0 = world.rank == 0
+        # Rank 0 alone writes the cell's folder (its log included); the other ranks' output
+        # stays in submitit's per-task logs, and what they open for writing there is recorded.
+        audit = None if rank0 else ddp.WriteAudit(store.dir).start()
+        log = open(store.log_path, "a", buffering=1) if rank0 else None
         old = sys.stdout, sys.stderr
-        sys.stdout, sys.stderr = _Tee(sys.stdout, log), _Tee(sys.stderr, log)
-        t0 = time.time()
+        if log:
+            sys.stdout, sys.stderr = _Tee(sys.stdout, log), _Tee(sys.stderr, log)
         try:
             if rank0:
                 store.write(status="running", error=None, log_tail=None, started_at=now(),
                             host=socket.gethostname(), pid=os.getpid(), **_job_ids(),
-                            source=cell.source)
-            row = self._run(cell, store)
+                            source=cell.source, world_size=world.size)
+            row = self._run(cell, store, audit)
             if rank0:
                 row = store.write(status="done", finished_at=now(),
                                   wall_s=round(time.time() - t0 + float(
@@ -153,27 +167,41 @@ class CellJob(submitit.helpers.Checkpointable):
             raise
         finally:
             sys.stdout, sys.stderr = old
-            log.close()
+            if log:
+                log.close()
 
-    def _run(self, cell: Cell, store: CellStore) -> dict:
+    def _run(self, cell: Cell, store: CellStore, audit: ddp.WriteAudit | None) -> dict:
         import torch
 
         import sepc  # noqa: F401  (the config's custom_imports, for a config built in code)
 
-        from . import hooks  # noqa: F401
+        from . import hooks
 
         _plain_config_text()
         profile = cell_profile(cell)
+        world = ddp.world()
+        expected = layout(cell, self.opts)
+        if world.size != expected.world_size:
+            raise RuntimeError(
+                f"this job has {world.size} tasks but {cell.key} is planned for "
+                f"{expected.world_size} ({expected.describe()}): submit it through `python -m "
+                "bench run`, which asks SLURM for one task per device")
         threads = int(os.environ.get("SLURM_CPUS_PER_TASK") or profile.settings.get("threads", 0))
         if threads and not torch.cuda.is_available():
             torch.set_num_threads(threads)
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
         cfg = resolve(cell, self.opts, work_dir=str(store.work_dir),
                       results_prefix=str(store.dir / "detections"))
         if cell.source == "released":
             runner, metrics, extra = self._evaluate_released(cell, cfg)
         else:
             runner, metrics, extra = self._train(cell, store, cfg, profile)
-        if _rank() != 0:
+        hook = next((h for h in runner.hooks if isinstance(h, hooks.CellProgressHook)), None)
+        # Every rank's record of what it wrote into the cell's folder, then rank 0 goes on alone.
+        writes = ddp.gather(audit.stop() if audit else [])
+        ddp.teardown()
+        if world.rank != 0:
             return {}
         row = {AP_KEYS[k.split("bbox_", 1)[1]]: round(100 * float(v), 3)
                for k, v in metrics.items() if k.startswith("coco/bbox_")
@@ -181,8 +209,19 @@ class CellJob(submitit.helpers.Checkpointable):
         if not row:  # CocoMetric returns nothing when no box passed the score threshold
             row = dict.fromkeys(AP_KEYS.values(), 0.0)
             row["note"] = "no detections above the score threshold: AP 0"
+        lay = layout(cell, self.opts)
+        row.update(world_size=world.size, ddp_backend=extra.pop("ddp_backend", None),
+                   imgs_per_device=lay.imgs_per_device,
+                   total_batch=lay.total_batch if cell.source == "trained" else None,
+                   lr=(float(cfg.optim_wrapper.optimizer.lr) if cfg.optim_wrapper else None),
+                   eval_images=hook.val_images if hook else None,
+                   eval_unique_images=hook.val_unique_images if hook else None,
+                   other_rank_writes=sum((w for w in writes[1:]), []))
         row.update(self._measure(runner, profile))
-        self._cache_eval_records(store, cfg.val_evaluator["ann_file"])
+        if self.opts.pilot_iters:
+            row.update(self._forecast(cell, cfg, runner, hook, row))
+        else:
+            self._cache_eval_records(store, cfg.val_evaluator["ann_file"])
         row.update(
             extra, config_hash=config_hash(cfg), git_commit=git_commit(),
             versions=json.dumps(_versions()), ann_file=cfg.val_evaluator["ann_file"],
@@ -191,18 +230,16 @@ class CellJob(submitit.helpers.Checkpointable):
 
     def _train(self, cell: Cell, store: CellStore, cfg, profile) -> tuple:
         """Train (resuming from the work dir's last checkpoint) and validate the final model."""
+        import torch
         from mmengine.runner import Runner
 
+        from .hooks import CellProgressHook
         from .pretrained import fetch_pretrained
 
         pretrained = fetch_pretrained(self.opts.pretrained or profile.settings.get("pretrained"))
         if pretrained:
             cfg.model.backbone.init_cfg.checkpoint = pretrained
-        if int(os.environ.get("SLURM_NTASKS", "1")) > 1:  # one task per GPU: DDP
-            cfg.launcher = "slurm"
-            # Array tasks sharing a node must not share mmengine's default port 29500.
-            os.environ.setdefault("MASTER_PORT", str(20000 + int(os.environ.get(
-                "SLURM_JOB_ID", "0")) % 20000))
+        backend = ddp.setup(cfg)  # several tasks: one DDP process per device
         cfg.resume = (store.work_dir / "last_checkpoint").is_file()
         if cfg.resume:
             print(f"[sepc-bench] resuming {cell.key} from "
@@ -212,14 +249,19 @@ class CellJob(submitit.helpers.Checkpointable):
         runner._sepc_training = True
         runner.train()
         runner._sepc_training = False
+        train_peak = (torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available()
+                      else _max_rss_mb())
         # The train loop validates the final model (and writes detections.bbox.json); a cell
         # resumed after its last iteration has not, so validate it here.
-        hook = next(h for h in runner.hooks if type(h).__name__ == "CellProgressHook")
+        hook = next(h for h in runner.hooks if isinstance(h, CellProgressHook))
         metrics = hook.last_metrics if hook.last_val_iter == runner.iter else runner.val()
-        _merge_scalars(store.work_dir, store.dir / "scalars.json")
+        if ddp.rank() == 0:
+            _merge_scalars(store.work_dir, store.dir / "scalars.json")
         progress = store.progress() or {}
         return runner, metrics, dict(train_iters=int(runner.iter),
-                                     iters_run=int(progress.get("iters_run", runner.iter)))
+                                     iters_run=int(progress.get("iters_run", runner.iter)),
+                                     train_peak_mem_mb=round(train_peak, 1),
+                                     ddp_backend=backend)
 
     def _evaluate_released(self, cell: Cell, cfg) -> tuple:
         """No training: the authors' mmdet-1.x checkpoint, converted exactly, then validated.
@@ -243,6 +285,43 @@ class CellJob(submitit.helpers.Checkpointable):
         return runner, runner.val(), dict(checkpoint=str(path),
                                           checkpoint_sha256=_sha256(path))
 
+    def _forecast(self, cell: Cell, cfg, runner, hook, row: dict) -> dict:
+        """The pilot's measurements, and the full cell's cost forecast from them."""
+        from .forecast import forecast, schedule_length, steady_iteration_seconds
+
+        plan_opts = self.plan_opts or dataclasses.replace(self.opts, pilot_iters=None,
+                                                          val_images=None)
+        full = resolve(cell, plan_opts)
+        plan = layout(cell, plan_opts)
+        profile = cell_profile(cell)
+        train_images = len(runner.train_dataloader.dataset)
+        iters, validations = schedule_length(full.train_cfg, train_images, plan.total_batch,
+                                             plan.world_size)
+        iter_s = steady_iteration_seconds(hook.iteration_seconds())
+        pilot_world = ddp.world().size
+        val_per_image = hook.val_seconds * pilot_world / max(1, hook.val_images or 1)
+        lat = profile.settings.get("latency", {})
+        timing_s = ((int(lat.get("warmup", 20)) + int(lat.get("iters", 100))) * row["latency_ms"]
+                    + (int(lat.get("paper_skip", 100)) + int(lat.get("paper_iters", 200)))
+                    * row["latency_paper_ms"] * int(lat.get("paper_batch", 8))) / 1e3
+        full_val_images = _count_images(full.val_evaluator["ann_file"])
+        fc = forecast(iter_s=iter_s, iters=iters, validations=validations,
+                      val_s_per_image=val_per_image, val_images=full_val_images,
+                      devices=plan.world_size, gpus=plan.nodes * plan.gpus_per_node,
+                      startup_s=hook.train_start_wall - self._t0, timing_s=timing_s)
+        note = None
+        if plan.gpus_per_node and str(row.get("device", "")).startswith("cpu"):
+            note = (f"measured on {row['device']}; the cell trains on GPUs ({plan.describe()}): "
+                    "the forecast assumes this device's speed")
+        elif plan.world_size != pilot_world:
+            note = (f"measured with {pilot_world} process(es); the cell runs {plan.world_size}: "
+                    "the forecast assumes the same time per iteration")
+        return dict(pilot=True, pilot_iters=len(hook.iter_ends),
+                    pilot_iter_s=round(iter_s, 4) if iter_s is not None else None,
+                    pilot_val_images=hook.val_images, pilot_val_s=round(hook.val_seconds, 3),
+                    train_images=train_images, forecast_val_images=full_val_images,
+                    forecast_layout=plan.describe(), forecast_note=note, **fc.row())
+
     @staticmethod
     def _cache_eval_records(store: CellStore, ann_file: str) -> None:
         """Per-image COCOeval records beside the detections, for `bench compare` (the paired
@@ -259,15 +338,18 @@ class CellJob(submitit.helpers.Checkpointable):
             print(f"[sepc-bench] evaluation records not cached: {exc}", flush=True)
 
     def _measure(self, runner, profile) -> dict:
-        """Latency (both protocols), parameters, FLOPs and peak memory of the trained model."""
+        """Latency (both protocols), parameters, FLOPs and peak memory of the trained model, on
+        this process alone (rank 0, after the other ranks left) and on unsharded input."""
         import torch
         from mmengine.dataset import pseudo_collate
-        from mmengine.runner import Runner
+        from torch.utils.data import DataLoader, SequentialSampler
 
         from . import latency
 
         model = runner.model.module if hasattr(runner.model, "module") else runner.model
-        lat = profile.settings.get("latency", {})
+        lat = dict(profile.settings.get("latency", {}))
+        if self.opts.pilot_iters:  # a short timing: the forecast needs its per-call cost only
+            lat.update(profile.settings.get("pilot", {}).get("latency", {}))
         size = tuple(lat.get("size", (800, 1344)))
         dataset = runner.val_dataloader.dataset
         inputs, samples = latency.fixed_batch(model, pseudo_collate([dataset[0]]), size)
@@ -277,12 +359,12 @@ class CellJob(submitit.helpers.Checkpointable):
         timed = latency.fuse_for_inference(copy.deepcopy(model))  # every variant alike
         out = latency.model_step(timed, inputs, samples, int(lat.get("warmup", 20)),
                                  int(lat.get("iters", 100)))
-        loader = Runner.build_dataloader(dict(
-            dataset=dataset, batch_size=int(lat.get("paper_batch", 8)), num_workers=0,
-            sampler=dict(type="DefaultSampler", shuffle=False), collate_fn=dict(
-                type="pseudo_collate")))
+        # Every image in order: mmengine's DefaultSampler would hand rank 0 one shard only.
+        loader = DataLoader(dataset, batch_size=int(lat.get("paper_batch", 8)), num_workers=0,
+                            sampler=SequentialSampler(dataset), collate_fn=pseudo_collate)
         out.update(latency.paper_protocol(timed, loader, int(lat.get("paper_skip", 100)),
                                           int(lat.get("paper_iters", 200))))
+        out["latency_world_size"] = 1
         out["params"] = latency.count_params(model)
         try:
             out["flops"] = latency.count_flops(model, inputs, samples)
@@ -293,6 +375,11 @@ class CellJob(submitit.helpers.Checkpointable):
         out["peak_mem_mb"] = (torch.cuda.max_memory_allocated(device) / 2**20
                               if device.type == "cuda" else _max_rss_mb())
         return out
+
+
+def _count_images(ann_file: str) -> int:
+    with open(ann_file) as fh:
+        return len(json.load(fh)["images"])
 
 
 def _sha256(path: Path) -> str:

@@ -64,6 +64,15 @@ class Cell:
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_key(cls, profile: str, key: str) -> "Cell":
+        """The cell a store folder name (:attr:`key`) names."""
+        parts = key.split("__")
+        source = parts.pop() if len(parts) == 4 else "trained"
+        if len(parts) != 3 or not parts[2].startswith("s") or not parts[2][1:].isdigit():
+            raise MatrixError(f"not a cell key: {key!r} (detector__variant__s<seed>[__source])")
+        return cls(profile, parts[0], parts[1], int(parts[2][1:]), source)
+
 
 class MatrixError(ValueError):
     """Bad input naming the matrix (an unknown detector, variant, profile or seed list)."""

@@ -28,8 +28,9 @@ def _hub_file(url: str) -> Path:
 
 
 def check_pretrained(spec: str | None) -> str | None:
-    """At submit time: a local path must exist; a download name must be a known one."""
-    if not spec:
+    """At submit time: a local path must exist; a download name must be a known one; ``none``
+    trains from random weights."""
+    if not spec or spec == "none":
         return None
     if spec.startswith("torchvision://"):
         name = spec.split("://", 1)[1]

@@ -12,6 +12,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from reports.schema import check_status
+
+from . import ddp
 from .matrix import Cell
 
 SCHEMA = 1
@@ -79,7 +82,16 @@ class CellStore:
         return read_json(self.result_path)
 
     def write(self, **fields: Any) -> dict:
-        """Merge ``fields`` into the cell's row and write it atomically."""
+        """Merge ``fields`` into the cell's row and write it atomically.
+
+        Only rank 0 of a distributed job writes the store (the other ranks would race it), and
+        only statuses the schema knows reach the disk."""
+        rank = ddp.rank()
+        if rank != 0:
+            raise RuntimeError(f"rank {rank} tried to write {self.result_path}: only rank 0 "
+                               "writes the result store")
+        if "status" in fields:
+            check_status(fields["status"])
         row = self.read() or {}
         row.update(schema=SCHEMA, cell_key=self.cell.key, **self.cell.as_dict())
         row.update(fields)

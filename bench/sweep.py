@@ -12,7 +12,10 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from .configs import Options, cell_profile, config_hash, gpus_and_batch, resolve
+from reports.schema import ACTIVE, ENDED_BAD
+
+from .configs import (Layout, Options, cell_profile, config_hash, layout, reference_batch,
+                      resolve, scaled_lr)
 from .matrix import Cell
 from .store import CellStore
 
@@ -21,16 +24,23 @@ from .store import CellStore
 class PlannedCell:
     cell: Cell
     config_hash: str
-    gpus: int
-    imgs_per_gpu: int | None
+    layout: Layout
     lr: float | None
+    lr_note: str | None  # set when the total batch differs from the profile's: lr was scaled
     config: object  # the resolved mmengine Config
+
+    @property
+    def gpus(self) -> int:
+        return self.layout.nodes * self.layout.gpus_per_node
 
     def row(self) -> dict:
         train = self.config.train_cfg or {}  # a released cell does not train
+        lay, trains = self.layout, self.cell.source != "released"
         return dict(cell=self.cell.key, detector=self.cell.detector, variant=self.cell.variant,
-                    seed=self.cell.seed, config_hash=self.config_hash, gpus=self.gpus,
-                    imgs_per_gpu=self.imgs_per_gpu, lr=self.lr,
+                    seed=self.cell.seed, config_hash=self.config_hash,
+                    nodes=lay.nodes, tasks_per_node=lay.tasks_per_node, gpus=self.gpus,
+                    imgs_per_gpu=lay.imgs_per_device if trains else None,
+                    total_batch=lay.total_batch if trains else None, lr=self.lr,
                     max_epochs=train.get("max_epochs"), max_iters=train.get("max_iters"),
                     clip_grad=((self.config.optim_wrapper or {}).get("clip_grad") or {}).get(
                         "max_norm"),
@@ -38,17 +48,25 @@ class PlannedCell:
 
 
 def plan(cells: list[Cell], opts: Options = Options()) -> list[PlannedCell]:
-    """Resolve every cell's config (this validates data root and names before anything runs)."""
+    """Resolve every cell's config (this validates data root, names and layout before anything
+    runs)."""
     out = []
     for cell in cells:
         cfg = resolve(cell, opts)
-        gpus, per_gpu = gpus_and_batch(cell_profile(cell), cell.variant)
+        lay = layout(cell, opts)
         if cell.source == "released":  # evaluated only: one image at a time, no optimizer
-            out.append(PlannedCell(cell, config_hash(cfg), gpus, None, None, cfg))
+            out.append(PlannedCell(cell, config_hash(cfg), lay, None, None, cfg))
             continue
-        out.append(PlannedCell(cell, config_hash(cfg), gpus, per_gpu,
-                               float(cfg.optim_wrapper.optimizer.lr), cfg))
+        lr = float(cfg.optim_wrapper.optimizer.lr)
+        ref = reference_batch(cell_profile(cell))  # the profile's lr is for this batch
+        note = scaled_lr(cell, opts, lr * ref / lay.total_batch)[1]
+        out.append(PlannedCell(cell, config_hash(cfg), lay, lr, note, cfg))
     return out
+
+
+def lr_notes(planned: list[PlannedCell]) -> list[str]:
+    """One line per cell whose lr was scaled for a total batch other than the profile's."""
+    return [p.lr_note for p in planned if p.lr_note]
 
 
 def _alive_here(row: dict) -> bool:
@@ -63,15 +81,26 @@ def _alive_here(row: dict) -> bool:
         return False
 
 
-def select(cells: list[Cell], results: Path, force: bool = False,
-           retry_failed: bool = False) -> tuple[list[Cell], dict[str, str]]:
-    """Which cells to run now, and why each other one is skipped."""
+def select(cells: list[Cell], results: Path, force: bool = False, retry_failed: bool = False,
+           queued: dict[str, str] | None = None) -> tuple[list[Cell], dict[str, str]]:
+    """Which cells to run now, and why each other one is skipped.
+
+    A cell the scheduler still holds (pending, running, requeued: asked from SLURM by the job
+    ids in sweep.json, see :func:`bench.executors.queued_cells`) is never run a second time;
+    ``force`` runs it again, and its caller cancels the old job first.
+    """
+    if queued is None:
+        from .executors import queued_cells
+
+        queued = queued_cells(results)
     todo, skipped = [], {}
     for cell in cells:
         row = CellStore(results, cell).read() or {}
         status = row.get("status")
-        if retry_failed:
-            if status in ("failed", "cancelled"):
+        if cell.key in queued and not force:
+            skipped[cell.key] = f"{queued[cell.key]}; --force cancels it and submits it again"
+        elif retry_failed:
+            if status in ENDED_BAD:
                 todo.append(cell)
             else:
                 skipped[cell.key] = status or "not run"
@@ -79,7 +108,7 @@ def select(cells: list[Cell], results: Path, force: bool = False,
             todo.append(cell)
         elif status == "done":
             skipped[cell.key] = "done"
-        elif status in ("failed",):
+        elif status == "failed":
             skipped[cell.key] = "failed (use --retry-failed)"
         elif status == "running" and _alive_here(row):
             skipped[cell.key] = f"running (pid {row['pid']})"
@@ -105,7 +134,7 @@ def status_rows(cells: list[Cell], results: Path) -> list[dict]:
         status = row.get("status", "not run")
         state = sched.get(cell.key)
         detail = row.get("error") or ""
-        if status in ("pending", "running", "requeued") and state:
+        if status in ACTIVE and state:
             if state in ("CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
                          "PREEMPTED", "BOOT_FAIL", "DEADLINE"):
                 status = "cancelled" if state == "CANCELLED" else "failed"

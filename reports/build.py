@@ -19,6 +19,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from reports.forecast import read_pilots
+from reports.forecast import render_markdown as forecast_markdown
 from reports.store import read_results
 from reports.table import TableModel, build_tables, normalise, render_csv, render_latex, render_markdown, render_text
 
@@ -99,6 +101,9 @@ def build_report(
         paths["csv"] = write_atomic(out / "table.csv", render_csv(models))
     if "tex" in formats:
         paths["tex"] = write_atomic(out / "table.tex", "\n".join(render_latex(m) for m in models))
+    pilots = read_pilots(results_dir)
+    if "md" in formats and len(pilots):
+        paths["forecast"] = write_atomic(out / "forecast.md", forecast_markdown(pilots))
 
     plots: dict[str, list[tuple[str, bytes]]] = {}
     skipped: list[str] = []

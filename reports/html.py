@@ -22,8 +22,10 @@ from urllib.parse import quote
 
 import pandas as pd
 
+from reports.forecast import forecast_html, read_pilots
 from reports.perf import perf_html, read_perf
 from reports.published import PUBLISHED_PROFILES
+from reports.schema import ACTIVE, ENDED_BAD
 from reports.store import DETECTOR_NAMES, VARIANT_NAMES, read_log_tail
 from reports.table import ROW_RELEASED, Block, TableModel
 
@@ -48,7 +50,7 @@ h3 { font-size: 15px; margin: 18px 0 6px; color: #2a3447; }
 .badge { border-radius: 12px; padding: 2px 11px; font-size: 13px; border:1px solid var(--line); background: var(--soft); }
 .badge.done { color: var(--ok); border-color:#abdcbb; background:#eefaf1; }
 .badge.failed, .badge.cancelled { color: var(--bad); border-color:#f3b8b2; background:#fdf0ef; }
-.badge.pending, .badge.running { color: var(--warn); border-color:#f5d0a9; background:#fff7ed; }
+.badge.pending, .badge.running, .badge.requeued { color: var(--warn); border-color:#f5d0a9; background:#fff7ed; }
 .glance { margin: 8px 0 0; padding-left: 20px; }
 .glance li { margin: 2px 0; }
 table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
@@ -64,13 +66,19 @@ table.perf { margin: 4px 0 10px; }
 table.perf caption { text-align: left; color: var(--muted); font-size: 12px; }
 table.perf th, table.perf td { padding: 4px 8px; border-bottom: 1px solid var(--line); text-align: right; white-space: nowrap; }
 table.perf thead th { background: var(--soft); }
+table.forecast { margin: 4px 0 10px; }
+table.forecast th, table.forecast td { padding: 4px 8px; border-bottom: 1px solid var(--line); text-align: right; white-space: nowrap; }
+table.forecast td:first-child, table.forecast td:last-child, table.forecast th:first-child { text-align: left; }
+table.forecast td:last-child { white-space: normal; color: var(--muted); font-size: 12px; }
+table.forecast thead th { background: var(--soft); }
+table.forecast tr.failed td { color: var(--bad); }
 table.perf td:nth-child(-n+2) { text-align: left; }
 td.value, td.partial { font-weight: 500; }
 td.reference { color: #475467; background: #f7f8fa; }
 tr.released td.cell { background: #f2f6fd; }
 tr.released td.rowlabel { color: var(--accent); font-weight: 600; }
 td.failed, td.cancelled { color: var(--bad); font-weight: 700; background: #fdf0ef; }
-td.pending, td.running { color: var(--warn); font-style: italic; }
+td.pending, td.running, td.requeued { color: var(--warn); font-style: italic; }
 td.missing, td.na { color: #98a2b3; }
 .delta { font-size: 12px; color: var(--muted); }
 table[data-block="ap"] .delta.pos { color: var(--ok); }
@@ -87,7 +95,7 @@ table.details th, table.details td { padding: 3px 7px; border-bottom: 1px solid 
 table.details th { background: var(--soft); position: sticky; top: 0; }
 table.details td.num { text-align: right; }
 .st-failed, .st-cancelled { color: var(--bad); font-weight: 600; }
-.st-pending, .st-running { color: var(--warn); }
+.st-pending, .st-running, .st-requeued { color: var(--warn); }
 .st-done { color: var(--ok); }
 .cellstatus { border-left: 4px solid var(--warn); background: #fffaf3; padding: 6px 12px; margin: 10px 0; }
 .cellstatus.failed, .cellstatus.cancelled { border-color: var(--bad); background: #fff6f5; }
@@ -242,7 +250,7 @@ def _status_counts(df: pd.DataFrame, models: list[TableModel]) -> dict[str, int]
     not_run = sum(int((m.numeric["status"] == "not run").sum()) for m in models)
     if not_run:
         counts["not run"] = not_run
-    order = ["done", "running", "pending", "failed", "cancelled", "not run"]
+    order = ["done", *ACTIVE, *ENDED_BAD, "not run"]
     return {k: counts[k] for k in [*order, *sorted(set(counts) - set(order))] if k in counts}
 
 
@@ -351,8 +359,8 @@ def _status_section(df: pd.DataFrame, models: list[TableModel], results_dir: Pat
             out.append(f'<p class="reason"><b>Not run</b> (no result in the store): {esc(prefix + names)}</p>')
     if "status" not in df.columns:
         return "\n".join(out)
-    bad = df[df["status"].isin(["failed", "cancelled", "running", "pending"])]
-    order = {"failed": 0, "cancelled": 1, "running": 2, "pending": 3}
+    order = {s: i for i, s in enumerate((*ENDED_BAD, *ACTIVE))}
+    bad = df[df["status"].isin(list(order))]
     bad = bad.assign(_o=bad["status"].map(order)).sort_values("_o", kind="stable")
     if bad.empty and not any((m.numeric["status"] == "not run").any() for m in models):
         out.append('<p class="reason st-done">Every cell finished.</p>')
@@ -374,14 +382,14 @@ def _status_section(df: pd.DataFrame, models: list[TableModel], results_dir: Pat
             tail = read_log_tail(results_dir / key / "job.log", lines=15)
         href = _log_href(results_dir, out_dir, key)
         progress = ""
-        if not pd.isna(d.get("iters_run")) and not pd.isna(d.get("train_iters")) and st in ("running", "failed", "cancelled"):
+        if not pd.isna(d.get("iters_run")) and not pd.isna(d.get("train_iters")) and st in ("running", "requeued", *ENDED_BAD):
             progress = f" — {esc(d.get('iters_run'))}/{esc(d.get('train_iters'))} iterations"
         out.append(f'<div class="cellstatus {esc(st)}" data-cell="{esc(key)}">')
         out.append(f'<h4><span class="st-{esc(st)}">{esc(st.upper() if st == "failed" else st)}</span> '
                    f"{esc(title)} <code>{esc(key)}</code>{progress}</h4>")
         if isinstance(reason, str) and reason:
             out.append(f'<p class="reason">Reason: <code>{esc(reason)}</code></p>')
-        elif st in ("failed", "cancelled"):
+        elif st in ENDED_BAD:
             out.append('<p class="reason">Reason: (none recorded)</p>')
         if isinstance(tail, str) and tail.strip():
             out.append(f"<pre>{esc(tail)}</pre>")
@@ -450,6 +458,7 @@ def render_html(
             out.append(f"<figure>{_png_tag(png, caption)}<figcaption>{esc(caption)}</figcaption></figure>")
     if skipped:
         out.append(f'<p class="meta">Plots omitted for {len(skipped)} more profiles: {esc(", ".join(skipped))}.</p>')
+    out.append(forecast_html(read_pilots(results_dir)))
     out.append(_status_section(df, models, results_dir, out_dir))
     out.append('<h2 id="details">Per-cell details</h2>')
     if len(df):

@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from reports.published import PUBLISHED_AP, PUBLISHED_PROFILES
+from reports.schema import URGENCY
 from reports.store import DETECTOR_NAMES, DETECTORS, VARIANT_NAMES, VARIANTS, read_curves
 from reports.table import STATUS_TEXT, select_profile
 
@@ -56,7 +57,7 @@ def _why_missing(rows: pd.DataFrame, col: str) -> str:
     st = rows["status"]
     if (st == "done").any():
         return f"no {col.replace('_ms', '')}"
-    for s in ("failed", "running", "pending", "cancelled"):
+    for s in URGENCY:
         if (st == s).any():
             return s
     return "no result"
@@ -252,7 +253,7 @@ def plot_training_curves(df: pd.DataFrame, results_dir: str | os.PathLike[str], 
                 ax.autoscale_view()
             if ap_lines:
                 row_ap.append((ax, ap_lines, min(1.0, alpha + 0.1)))
-            bad = [s for s in rows["status"] if s in ("failed", "cancelled", "pending", "running")]
+            bad = [s for s in rows["status"] if s in URGENCY]
             if not loss_lines and not ap_lines:
                 why = "not run" if rows.empty else (bad[0] if bad else "no scalars.json")
                 ax.text(0.5, 0.5, STATUS_TEXT.get(why, why), ha="center", va="center", transform=ax.transAxes,

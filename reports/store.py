@@ -17,6 +17,8 @@ from typing import Any
 
 import pandas as pd
 
+from reports.schema import STATUSES  # noqa: F401  (re-exported: the store's statuses)
+
 #: Canonical order and display names of the paper's table.
 DETECTORS: tuple[str, ...] = ("retinanet", "freeanchor", "fsaf")
 VARIANTS: tuple[str, ...] = ("baseline", "pconv", "ibn", "sepc_lite", "sepc")
@@ -28,7 +30,6 @@ VARIANT_NAMES: dict[str, str] = {
     "sepc_lite": "SEPC-lite",
     "sepc": "SEPC",
 }
-STATUSES: tuple[str, ...] = ("done", "running", "pending", "failed", "cancelled")
 
 #: Columns of the store, in the schema's order, with their dtype.
 SCHEMA: dict[str, str] = {
@@ -60,6 +61,12 @@ SCHEMA: dict[str, str] = {
     "train_iters": "Int64",
     "iters_run": "Int64",
     "requeues": "Int64",
+    "world_size": "Int64",
+    "imgs_per_device": "Int64",
+    "total_batch": "Int64",
+    "lr": "float",
+    "eval_images": "Int64",
+    "train_peak_mem_mb": "float",
     "config_hash": "str",
     "device": "str",
     "host": "str",

@@ -31,6 +31,7 @@ from reports.published import (
     PUBLISHED_AP,
     PUBLISHED_PROFILES,
 )
+from reports.schema import STATUSES, URGENCY
 from reports.store import DETECTOR_NAMES, DETECTORS, METRICS, VARIANT_NAMES, VARIANTS
 
 NOT_RUN = "—"
@@ -38,13 +39,14 @@ NOT_RUN = "—"
 STATUS_TEXT: dict[str, str] = {
     "failed": "FAILED",
     "running": "running",
+    "requeued": "requeued",
     "pending": "pending",
     "cancelled": "cancelled",
     "missing": NOT_RUN,
     "na": "n/a",
 }
 #: When seeds of one cell disagree, the status shown is the most urgent one.
-_STATUS_PRIORITY = ("failed", "running", "pending", "cancelled", "done", "unknown")
+_STATUS_PRIORITY = (*URGENCY, "done", "unknown")
 
 ROW_OURS = "ours"
 ROW_RELEASED = "released"
@@ -227,7 +229,7 @@ class _Cell:
 
     def others(self) -> str:
         """'1 failed, 1 running' for the seeds that have not finished."""
-        parts = [f"{self.counts[s]} {s}" for s in ("failed", "running", "pending", "cancelled", "unknown") if self.counts.get(s)]
+        parts = [f"{self.counts[s]} {s}" for s in (*URGENCY, "unknown") if self.counts.get(s)]
         return ", ".join(parts)
 
 
@@ -339,7 +341,7 @@ def build_table(df: pd.DataFrame, profile: str | None = None) -> TableModel:
                 "status": c.status if c else "not run",
                 "n_seeds": int(c.values("AP").size) if c else 0,
             }
-            for s in ("done", "failed", "running", "pending", "cancelled"):
+            for s in STATUSES:
                 rec[f"n_{s}"] = int(c.counts.get(s, 0)) if c else 0
             for m in METRICS:
                 rec[m] = c.mean(m) if c else np.nan
@@ -535,7 +537,7 @@ def build_table(df: pd.DataFrame, profile: str | None = None) -> TableModel:
                          "with mmdet 1.x's anchors, box coders and NMS (no training); differences to their baseline "
                          "only where a released baseline exists."
                          + (" released − pub.: their AP here minus the published AP." if published else ""))
-    footnotes.append(f"{NOT_RUN} not run (no result); pending/running: not finished; FAILED/cancelled: see the sweep status.")
+    footnotes.append(f"{NOT_RUN} not run (no result); pending/running/requeued: not finished; FAILED/cancelled: see the sweep status.")
     return TableModel(profile=profile, blocks=blocks, numeric=numeric, footnotes=footnotes)
 
 

@@ -24,3 +24,26 @@ def wait_for(pred, timeout: float, what: str, poll: float = 0.5):
             return value
         time.sleep(poll)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def coco_1333(tmp_path_factory):
+    """A small COCO-layout folder at the paper's image size (1333x800), from the synthetic
+    generator: what the paper profile reads, without COCO."""
+    from bench.synthetic import generate
+
+    return generate(tmp_path_factory.mktemp("coco1333") / "coco", n_train=8, n_val=4,
+                    image_size=(1333, 800), size_range=(16.0, 500.0), size_jitter=0.1)
+
+
+@pytest.fixture(scope="session")
+def r50_file(tmp_path_factory):
+    """A local ResNet-50 checkpoint in torchvision's key layout (random weights): what
+    ``--pretrained PATH`` takes on nodes without network."""
+    import torch
+    from mmdet.models.backbones import ResNet
+
+    path = tmp_path_factory.mktemp("r50") / "resnet50.pth"
+    torch.manual_seed(0)
+    torch.save(ResNet(depth=50).state_dict(), path)
+    return path

@@ -153,3 +153,115 @@ def test_usr2_checkpoints_requeues_and_resumes(tmp_path):
     # Resumed from the USR2 checkpoint (>= 40), not from zero: about 150 iterations in total
     # instead of the >= 190 a restart would have run.
     assert r["train_iters"] == 150 and r["iters_run"] < 150 + 20, r["iters_run"]
+
+
+def _submitit_logs(results, task):
+    return sorted(Path(results).glob(f".submitit/*/*/*_{task}_log.out"))
+
+
+def _sweep_job(results, key):
+    return json.loads((Path(results) / "sweep.json").read_text())["cells"][key]["job_id"]
+
+
+def _squeue_ids():
+    out = subprocess.run(["squeue", "-h", "-r", "-o", "%i"], capture_output=True, text=True)
+    return set(out.stdout.split())
+
+
+def test_ddp_cell_as_two_tasks_on_cpus_resumes_after_usr2(tmp_path):
+    """One smoke cell as 2 SLURM tasks (DDP over gloo): it finishes; evaluation saw every
+    validation image once; only rank 0 wrote into the cell's folder; latency was timed on one
+    process over unsharded input; USR2 in mid-training checkpoints, requeues and resumes."""
+    from bench.configs import load_profile
+
+    results = tmp_path / "results"
+    out = bench("run", "--executor", "slurm", "--tasks-per-node", "2", "--max-iters", "120",
+                *smoke(results, "baseline"))
+    assert "total batch 8" in out.stderr and "0.002 -> 0.004" in out.stderr  # said, not silent
+    key = "retinanet__baseline__s0"
+    progress = results / key / "progress.json"
+    wait_for(lambda: progress.exists() and json.loads(progress.read_text()).get("iter", 0) >= 40,
+             400, "iteration 40")
+    subprocess.run(["scancel", "--signal", "USR2", row(results, key)["job_id"]], check=True)
+    wait_for(lambda: row(results, key).get("status") == "done", 600, "the DDP cell to finish")
+    r = row(results, key)
+    assert r["world_size"] == 2 and r["ddp_backend"] == "gloo" and r["total_batch"] == 8
+    assert any("global_rank=1(2)" in p.read_text() for p in _submitit_logs(results, 1))
+    n_val = len(json.loads(Path(r["ann_file"]).read_text())["images"])
+    assert r["eval_images"] == r["eval_unique_images"] == n_val == 100  # not each rank's half
+    assert r["other_rank_writes"] == []  # rank 1 opened nothing for writing in the cell folder
+    lat = load_profile("smoke").settings["latency"]
+    assert r["latency_world_size"] == 1
+    assert r["latency_paper_images"] == min(
+        n_val, (lat["paper_skip"] + lat["paper_iters"]) * lat["paper_batch"])
+    assert r["requeues"] == 1
+    log = (results / key / "job.log").read_text()
+    assert "USR2: checkpoint at iteration" in log and "resuming" in log
+    assert r["train_iters"] == 120 and r["iters_run"] < 120 + 20, r["iters_run"]
+
+
+def test_submitting_again_never_duplicates_a_queued_cell(tmp_path):
+    results = tmp_path / "results"
+    key = "retinanet__pconv__s0"
+    bench("run", "--executor", "slurm", "--max-iters", "3000", *smoke(results, "pconv"))
+    first = _sweep_job(results, key)
+    wait_for(lambda: row(results, key).get("status") == "running", 120, "start")
+    try:
+        again = bench("run", "--executor", "slurm", "--max-iters", "3000",
+                      *smoke(results, "pconv"))
+        assert f"skip {key}: queued on SLURM as job {first} (RUNNING)" in again.stdout
+        assert "submitted" not in again.stdout and _sweep_job(results, key) == first
+        # the table of that folder never starts a local run of a cell SLURM still holds
+        table = bench("table", "--run-missing", *smoke(results, "pconv"))
+        assert f"not run here: {key}: queued on SLURM" in table.stderr
+        assert "running 1 missing" not in table.stderr and row(results, key)["job_id"] == first
+        # `status` shows the sweep's cells, not the profile's 15
+        st = bench("status", "--json", "--profile", "smoke", "--results", str(results))
+        assert [r["cell"] for r in json.loads(st.stdout)] == [key]
+        # --force is the explicit way: the old job is cancelled before the new one is queued
+        forced = bench("run", "--executor", "slurm", "--force", "--max-iters", "3000",
+                       *smoke(results, "pconv"))
+        assert f"cancelled 1 queued SLURM jobs first: {first}" in forced.stdout
+        second = _sweep_job(results, key)
+        assert second != first and first not in _squeue_ids()
+    finally:
+        bench("cancel", *smoke(results, "pconv"), check=False)
+
+
+def test_paper_cell_is_scheduled_with_its_gpus(tmp_path, coco_1333):
+    """The local cluster advertises 8 GPUs (generic resources backed by no device): a paper
+    baseline cell asks for 8 GPUs and 8 tasks, and the real slurmctld accepts and schedules it
+    (held back by --begin here: it is the request that is checked, not a training)."""
+    import re
+
+    results = tmp_path / "results"
+    args = ("--profile", "paper", "--data-root", str(coco_1333), "--detectors", "retinanet",
+            "--variants", "baseline", "--pretrained", "none", "--results", str(results),
+            "--cpus-per-task", "1", "--mem-gb", "1")
+    bad = bench("run", "--executor", "slurm", "--gpus-per-node", "9", *args, check=False)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "Requested node configuration is not available" in bad.stderr
+    assert "--gpus-per-node=9" in bad.stderr and not (results / "sweep.json").exists()
+    bench("run", "--executor", "slurm", "--sbatch-arg", "begin=now+1hour", *args)
+    job = _sweep_job(results, "retinanet__baseline__s0")
+    try:
+        info = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True,
+                              check=True).stdout
+        assert re.search(r"TresPerNode=gres[:/]gpu:8\b", info), info
+        assert re.search(r"\bNumTasks=8\b", info) and "JobState=PENDING" in info, info
+        assert "Reason=BeginTime" in info, info  # scheduled, waiting for its start time only
+    finally:
+        subprocess.run(["scancel", job], check=False)
+
+
+def test_pilot_through_slurm_with_two_tasks_per_cell(tmp_path):
+    results = tmp_path / "results"
+    out = bench("pilot", "--executor", "slurm", "--tasks-per-node", "2", "--iters", "6",
+                "--val-images", "10", *smoke(results, "baseline,sepc"), timeout=900)
+    for key in ("retinanet__baseline__s0", "retinanet__sepc__s0"):
+        r = row(results / "pilot", key)
+        assert r["status"] == "done" and r["pilot"] is True, r.get("error")
+        assert r["world_size"] == 2 and r["eval_images"] == 10 and r["forecast_wall_s"] > 0
+        assert r["forecast_devices"] == 2 and r["forecast_iters"] == 200
+        assert r["executor"] == "slurm" and key in out.stdout
+        assert not (results / key).exists()  # pilots never enter the table's store

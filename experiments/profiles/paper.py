@@ -11,6 +11,9 @@ bench = dict(
     latency=dict(size=(800, 1344), warmup=50, iters=200,
                  paper_batch=8, paper_skip=100, paper_iters=200),
     slurm=dict(time_min=36 * 60, cpus_per_task=5, mem_gb=64, nodes=1),
+    # `bench pilot`: a short timing (the forecast needs the per-call cost only), a short limit.
+    pilot=dict(latency=dict(warmup=2, iters=3, paper_batch=2, paper_skip=0, paper_iters=1),
+               slurm=dict(time_min=60)),
     # --from-checkpoints: the authors' models are evaluated, not trained, on one device
     # (fixed_batch: 1 GPU; the batch itself is unused) within a shorter time limit.
     released=dict(fixed_batch=2, slurm=dict(time_min=120, cpus_per_task=8, mem_gb=32, nodes=1)),

@@ -24,6 +24,8 @@ bench = dict(
     latency=dict(size=(256, 256), warmup=10, iters=30,
                  paper_batch=8, paper_skip=3, paper_iters=6),
     slurm=dict(time_min=20, cpus_per_task=1, mem_gb=4, nodes=1, gpus_per_node=0),
+    pilot=dict(latency=dict(warmup=2, iters=5, paper_batch=8, paper_skip=1, paper_iters=2),
+               slurm=dict(time_min=15)),
     # --from-checkpoints (no smoke-size released models exist: the tests write their own): the
     # released models' cls/loc padding 0 needs P7 >= 3 px, i.e. inputs of at least 257 px
     # (padded to 288); 384 px leaves room. Short timings.

@@ -99,7 +99,7 @@ if [ "$PURGE" = 1 ]; then
   [ -d "$DIR/run" ] || [ -d "$DIR/spool" ] || [ -d "$DIR/mysql" ] || [ -z "$(ls -A "$DIR")" ] \
     || die "refusing to delete $DIR: it does not look like a state directory of up.sh"
   rm -rf "$DIR"
-  for f in "$ETC/slurm.conf" "$ETC/slurmdbd.conf"; do
+  for f in "$ETC/slurm.conf" "$ETC/slurmdbd.conf" "$ETC/gres.conf"; do
     if [ -f "$f" ] && grep -qxF "$MARK" "$f" && grep -qxF "# state dir: $DIR" "$f"; then rm -f "$f"; fi
   done
   log "purged $DIR"

@@ -9,11 +9,15 @@
 # and waits until the node is idle in sinfo and sacct answers (submitit needs accounting).
 #
 # Every state/log/pid/spool/db file lives under $SEPC_SLURM_DIR. Outside it this script writes
-# only /etc/slurm/slurm.conf and /etc/slurm/slurmdbd.conf (where clients find them without
-# SLURM_CONF), and adds `hostname -s` to /etc/hosts when it does not resolve.
+# only /etc/slurm/{slurm,slurmdbd,gres}.conf (where clients find them without SLURM_CONF), and
+# adds `hostname -s` to /etc/hosts when it does not resolve. A daemon already running when its
+# config changes is restarted (GresTypes, for one, is read at start only).
 #
 #   SEPC_SLURM_DIR      state directory (default: <repo>/.slurm)
-#   SEPC_SLURM_CPUS     CPUs the node declares, at least the real count (default: 4)
+#   SEPC_SLURM_CPUS     CPUs the node declares, at least the real count (default: 8, so that a
+#                       paper cell's 8 one-CPU tasks fit on one node)
+#   SEPC_SLURM_GPUS     GPUs the node advertises as generic resources, backed by empty files:
+#                       no devices, but sbatch --gpus-per-node requests are scheduled (default: 8)
 #   SEPC_SLURM_PORT     slurmctld port; slurmd uses +1, slurmdbd +2 (default: 6817)
 #   SEPC_SLURM_CLUSTER  ClusterName (default: sepc)
 #   SEPC_SLURM_TIMEOUT  seconds each daemon may take to come up (default: 60)
@@ -26,7 +30,8 @@ umask 022
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
 DIR=${SEPC_SLURM_DIR:-$REPO/.slurm}
-CPUS_WANT=${SEPC_SLURM_CPUS:-4}
+CPUS_WANT=${SEPC_SLURM_CPUS:-8}
+GPUS=${SEPC_SLURM_GPUS:-8}
 PORT=${SEPC_SLURM_PORT:-6817}
 CLUSTER=${SEPC_SLURM_CLUSTER:-sepc}
 TIMEOUT=${SEPC_SLURM_TIMEOUT:-60}
@@ -39,8 +44,8 @@ die() { printf 'slurm-up: FAILED: %s\n' "$*" >&2; exit 1; }
 elapsed() { awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}'; }
 
 [ "$(id -u)" = 0 ] || die "must run as root (try: sudo $0)"
-[[ $CPUS_WANT =~ ^[0-9]+$ && $PORT =~ ^[0-9]+$ && $TIMEOUT =~ ^[0-9]+$ ]] \
-  || die "SEPC_SLURM_CPUS, SEPC_SLURM_PORT and SEPC_SLURM_TIMEOUT must be integers"
+[[ $CPUS_WANT =~ ^[0-9]+$ && $GPUS =~ ^[0-9]+$ && $PORT =~ ^[0-9]+$ && $TIMEOUT =~ ^[0-9]+$ ]] \
+  || die "SEPC_SLURM_CPUS, SEPC_SLURM_GPUS, SEPC_SLURM_PORT and SEPC_SLURM_TIMEOUT must be integers"
 [[ $CLUSTER =~ ^[a-z][a-z0-9_]*$ ]] || die "SEPC_SLURM_CLUSTER must be lowercase [a-z0-9_]"
 
 # ---- packages -------------------------------------------------------------------------------
@@ -66,7 +71,7 @@ DIR=$(cd "$DIR" && pwd -P)
 RUN=$DIR/run LOGD=$DIR/log
 MUNGE_SOCK=$RUN/munge.socket MYSQL_SOCK=$RUN/mysqld.sock
 [ ${#MUNGE_SOCK} -lt 100 ] || die "SEPC_SLURM_DIR=$DIR is too long for a unix socket path; pick a shorter one"
-mkdir -p "$RUN" "$LOGD" "$DIR/etc" "$DIR/munge" "$DIR/spool/ctld" "$DIR/spool/d"
+mkdir -p "$RUN" "$LOGD" "$DIR/etc" "$DIR/munge" "$DIR/spool/ctld" "$DIR/spool/d" "$DIR/gres"
 chmod 0755 "$DIR" "$RUN"            # clients (any user) reach the munge socket in run/
 chmod 0700 "$DIR/etc" "$DIR/munge"
 
@@ -170,6 +175,8 @@ else
   topo=$(grep -o 'CPUs=[0-9]* .*ThreadsPerCore=[0-9]*' <<<"$hw")
 fi
 ncpus=$(sed 's/CPUs=\([0-9]*\).*/\1/' <<<"$topo")
+node_gres=""
+[ "$GPUS" -gt 0 ] && node_gres=" Gres=gpu:$GPUS"
 
 new_slurm_conf=$(cat <<EOF
 $MARK
@@ -214,7 +221,10 @@ AccountingStoragePass=socket=$MUNGE_SOCK
 # like a real site: jobs need an account association (a wrong --account is refused at submit)
 AccountingStorageEnforce=associations
 JobCompType=jobcomp/none
-NodeName=$HOST NodeAddr=127.0.0.1 $topo RealMemory=$mem State=UNKNOWN
+# GPUs as generic resources (gres.conf: empty files, no devices): --gpus-per-node is scheduled
+GresTypes=gpu
+AccountingStorageTRES=gres/gpu
+NodeName=$HOST NodeAddr=127.0.0.1 $topo RealMemory=$mem$node_gres State=UNKNOWN
 PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 EOF
 )
@@ -237,6 +247,14 @@ StorageUser=root
 StorageLoc=slurm_acct_db
 EOF
 )
+# slurmd refuses a gres count without device files: empty regular files stand in for them (it
+# logs "is not a valid character or block device" for each, and schedules them all the same).
+gres_files=""
+if [ "$GPUS" -gt 0 ]; then
+  for ((i = 0; i < GPUS; i++)); do : >>"$DIR/gres/fakegpu$i"; done
+  gres_files="NodeName=$HOST Name=gpu File=$DIR/gres/fakegpu[0-$((GPUS - 1))]"
+fi
+new_gres_conf=$(printf '%s\n# state dir: %s\n%s' "$MARK" "$DIR" "$gres_files")
 changed=()   # configs rewritten with new content
 write_conf() {  # write_conf FILE MODE CONTENT
   if [ "$(cat "$1" 2>/dev/null)" != "$3" ]; then
@@ -247,8 +265,25 @@ write_conf() {  # write_conf FILE MODE CONTENT
 }
 write_conf "$ETC/slurm.conf" 0644 "$new_slurm_conf"
 write_conf "$ETC/slurmdbd.conf" 0600 "$new_dbd_conf"
+write_conf "$ETC/gres.conf" 0644 "$new_gres_conf"
 
 # ---- daemons --------------------------------------------------------------------------------
+# stop_daemon NAME: SIGTERM by pid file, then SIGKILL after 30 s (a running daemon whose config
+# changed: it reads some keys, GresTypes for one, only when it starts).
+stop_daemon() {
+  local pid i
+  pid=$(tr -dc 0-9 <"$(pidfile "$1")")
+  kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 300); do alive "$1" || break; sleep 0.1; done
+  if alive "$1"; then kill -KILL "$pid" 2>/dev/null || true; sleep 0.5; fi
+  rm -f "$(pidfile "$1")"
+}
+restart=()
+case " ${changed[*]} " in *" slurm.conf "*|*" gres.conf "*) restart+=(slurmd slurmctld) ;; esac
+case " ${changed[*]} " in *" slurmdbd.conf "*) restart+=(slurmdbd) ;; esac
+for d in "${restart[@]}"; do
+  if alive "$d"; then log "$d runs with an older config: restarting it"; stop_daemon "$d"; fi
+done
 started=()
 running=()
 note_running() { running+=("$1"); }
@@ -334,18 +369,6 @@ for u in root "$assoc_user"; do
     sacctmgr -i -Q add user "$u" DefaultAccount=sepc Account=sepc Cluster="$CLUSTER" >/dev/null
 done
 
-# A daemon that kept running did not read a config rewritten with new content.
-stale=()
-for d in "${running[@]}"; do
-  case " ${changed[*]} " in
-    *" slurm.conf "*) [ "$d" = slurmctld ] || [ "$d" = slurmd ] && stale+=("$d") ;;
-  esac
-  case " ${changed[*]} " in
-    *" slurmdbd.conf "*) [ "$d" = slurmdbd ] && stale+=("$d") ;;
-  esac
-done
-[ ${#stale[@]} -eq 0 ] || \
-  log "WARNING: config changed but ${stale[*]} kept running with the old one; apply it: tools/slurm/down.sh && $0"
 if [ ${#started[@]} -eq 0 ]; then
   log "already running (${running[*]})"
 else
