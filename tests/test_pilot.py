@@ -33,6 +33,9 @@ def test_paper_pilot_on_the_cpu_forecasts_the_full_cell(tmp_path, coco_1333, r50
     assert row["forecast_wall_s"] > row["forecast_train_s"] > 0
     assert row["forecast_suggested_time_min"] >= row["forecast_wall_s"] / 60
     assert "measured on cpu" in row["forecast_note"]
+    log = (results / "pilot" / key / "job.log").read_text()
+    assert f"load model from: {r50_file}" in log  # the backbone weights were loaded ...
+    assert "do not match exactly" not in log      # ... every one of them
     # the pilot never enters the table's store; the terminal and the report show the forecast
     assert not (results / key).exists()
     assert key in proc.stdout and "GPU-h" in proc.stdout

@@ -56,7 +56,7 @@ def check_deform(device: str, dry: bool) -> dict:
         grad = torch.randn(n, cout, ho, wo, generator=g, dtype=torch.float64)
 
         def run(impl: str, dev: str, dtype):
-            ts = [t.to(dev, dtype).requires_grad_(True) for t in (x, offset, weight)]
+            ts = [t.to(dev, dtype).clone().requires_grad_(True) for t in (x, offset, weight)]
             out = deform_conv2d(ts[0], ts[1], ts[2], stride=stride, padding=1, impl=impl)
             out.backward(grad.to(dev, dtype))
             return [t.detach().double().cpu() for t in (out, *(u.grad for u in ts))]
