@@ -12,7 +12,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from .configs import Options, cell_profile, config_hash, gpus_and_batch, resolve
+from .configs import Options, cell_conventions, cell_profile, config_hash, gpus_and_batch, resolve
 from .matrix import Cell
 from .store import CellStore
 
@@ -28,13 +28,14 @@ class PlannedCell:
 
     def row(self) -> dict:
         train = self.config.train_cfg or {}  # a released cell does not train
-        return dict(cell=self.cell.key, detector=self.cell.detector, variant=self.cell.variant,
+        return dict(profile=self.cell.profile, cell=self.cell.key, detector=self.cell.detector,
+                    variant=self.cell.variant,
                     seed=self.cell.seed, config_hash=self.config_hash, gpus=self.gpus,
                     imgs_per_gpu=self.imgs_per_gpu, lr=self.lr,
                     max_epochs=train.get("max_epochs"), max_iters=train.get("max_iters"),
                     clip_grad=((self.config.optim_wrapper or {}).get("clip_grad") or {}).get(
                         "max_norm"),
-                    head=self.config.model.bbox_head.type)
+                    head=self.config.model.bbox_head.type, conventions=cell_conventions(self.cell))
 
 
 def plan(cells: list[Cell], opts: Options = Options()) -> list[PlannedCell]:
