@@ -29,8 +29,8 @@ class PlannedCell:
     def row(self) -> dict:
         train = self.config.train_cfg or {}  # a released cell does not train
         return dict(profile=self.cell.profile, cell=self.cell.key, detector=self.cell.detector,
-                    variant=self.cell.variant,
-                    seed=self.cell.seed, config_hash=self.config_hash, gpus=self.gpus,
+                    variant=self.cell.variant, seed=self.cell.seed,
+                    config_hash=self.config_hash, gpus=self.gpus,
                     imgs_per_gpu=self.imgs_per_gpu, lr=self.lr,
                     max_epochs=train.get("max_epochs"), max_iters=train.get("max_iters"),
                     clip_grad=((self.config.optim_wrapper or {}).get("clip_grad") or {}).get(

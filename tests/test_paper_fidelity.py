@@ -80,7 +80,7 @@ def built(request, coco_root):
 
 
 def test_anchor_centre_to_receptive_field_offset(built):
-    profile, det, var, _cfg_, model = built
+    profile, det, var, _, model = built
     model.eval()
     x = torch.zeros(1, 3, 320, 320)  # P7 is 3 px: the faithful padding 0 leaves 1 output
     with torch.no_grad():
