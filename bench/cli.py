@@ -130,7 +130,7 @@ def cmd_plan(args) -> int:
     _print_notes(notes)
     planned = plan(chosen, opts)
     _print_lr_notes(lr_notes(planned))
-    _print_rows([p.row() | dict(profile=args.profile) for p in planned], args.json)
+    _print_rows([p.row() for p in planned], args.json)
     return 0
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from experiments import ROOT as EXPERIMENTS
 
+from .conventions import apply_conventions, check_conventions
 from .data import Dataset, ensure_synthetic, open_coco_root
 from .matrix import DETECTORS, VARIANTS, Cell, MatrixError
 
@@ -60,6 +61,20 @@ class Profile:
     def lcconv_padding(self) -> int:
         return int(self.settings.get("lcconv_padding", 0))
 
+    @property
+    def conventions(self) -> str:
+        """``mmdet1`` (the authors' box conventions) or ``mmdet3`` (bench.conventions)."""
+        return check_conventions(self.settings.get("conventions", "mmdet3"))
+
+    def base(self, detector: str) -> Path:
+        """The detector's ``_base_`` config: its own, or the one the profile names for it."""
+        name = self.settings.get("bases", {}).get(detector, detector)
+        path = EXPERIMENTS / "_base_" / f"{name}.py"
+        if not path.is_file():
+            raise MatrixError(f"profile {self.name!r}: no base config {name!r} for {detector} "
+                              f"(experiments/_base_/{name}.py)")
+        return path
+
 
 @lru_cache(maxsize=16)
 def _load_profile_cached(name: str) -> Profile:
@@ -86,6 +101,12 @@ def cell_profile(cell: Cell) -> Profile:
     if cell.source == "released":
         profile.settings.update(overrides)
     return profile
+
+
+def cell_conventions(cell: Cell) -> str:
+    """The box conventions a cell is built in: the authors' checkpoints were trained in mmdet
+    1.1's, whatever the profile's."""
+    return "mmdet1" if cell.source == "released" else cell_profile(cell).conventions
 
 
 def dataset_for(profile: Profile, opts: Options, need_train: bool = True) -> Dataset:
@@ -210,7 +231,8 @@ def _apply_data(cfg, ds: Dataset, profile: Profile, batch: int, results_prefix: 
     cfg.train_dataloader.update(batch_size=batch, **loader)
     cfg.train_dataloader.dataset = dict(
         **common, ann_file="annotations/instances_train2017.json",
-        data_prefix=dict(img="train2017/"), filter_cfg=dict(filter_empty_gt=True, min_size=4),
+        data_prefix=dict(img="train2017/"),
+        filter_cfg=dict(filter_empty_gt=True, min_size=int(profile.settings.get("min_size", 4))),
         pipeline=train_pipe)
     for name in ("val_dataloader", "test_dataloader"):
         cfg[name].update(batch_size=1, **loader)
@@ -241,23 +263,18 @@ def _apply_variant(cfg, cell: Cell, padding: int) -> None:
     cfg.model.bbox_head.stacked_convs = 0
 
 
-def _apply_released(cfg, cell: Cell) -> None:
-    """mmdet 1.1's conventions, for the authors' checkpoints: legacy anchors (centre
-    ``(stride - 1) / 2``, quantised corners) and box coders ("+1" sizes; FSAF's is the release's
-    own, see sepc.legacy), NMS areas with "+1", no minimum box size, and COCO boxes written as
-    ``w = x2 - x1 + 1``. Classification channels need nothing: sigmoid heads kept the order."""
-    head = cfg.model.bbox_head
-    head.anchor_generator.type = "LegacyAnchorGenerator"
-    head.anchor_generator.center_offset = 0.5
-    if cell.detector == "fsaf":
-        head.bbox_coder = dict(type="LegacyTBLRBBoxCoder")
-    else:
-        head.bbox_coder.type = "LegacyDeltaXYWHBBoxCoder"
-    cfg.model.test_cfg.nms["offset"] = 1
-    cfg.model.test_cfg.min_bbox_size = -1
-    for name in ("val_evaluator", "test_evaluator"):
-        cfg[name]["type"] = "LegacyCocoMetric"
-    # Nothing trains: no train split, optimizer or schedule (mmengine takes all four as None).
+def _apply_test_pad(cfg, cell: Cell, profile: Profile) -> None:
+    """A test-time padding multiple of the cell's own (``test_pad`` in the profile, keyed
+    ``detector/variant``: the authors' FSAF baseline padded test images to 384, training to 32)."""
+    divisor = profile.settings.get("test_pad", {}).get(f"{cell.detector}/{cell.variant}")
+    if divisor:
+        cfg.model.data_preprocessor.update(type="LegacyDetDataPreprocessor",
+                                           test_pad_size_divisor=int(divisor))
+
+
+def _apply_released(cfg) -> None:
+    """Nothing trains: no train split, optimizer or schedule (mmengine takes all four as None).
+    Classification channels need nothing: 1.x's sigmoid heads kept their order."""
     for name in ("train_dataloader", "train_cfg", "optim_wrapper", "param_scheduler"):
         cfg[name] = None
 
@@ -329,7 +346,7 @@ def resolve(cell: Cell, opts: Options = Options(), work_dir: str | None = None,
 
     profile = cell_profile(cell)
     released = cell.source == "released"
-    cfg = Config.fromfile(str(EXPERIMENTS / "_base_" / f"{cell.detector}.py"))
+    cfg = Config.fromfile(str(profile.base(cell.detector)))
     cfg.merge_from_dict(profile.delta)
     cfg.merge_from_dict(profile.settings.get("per_detector", {}).get(cell.detector, {}))
     if data:
@@ -343,8 +360,10 @@ def resolve(cell: Cell, opts: Options = Options(), work_dir: str | None = None,
     else:
         padding = profile.lcconv_padding if opts.lcconv_padding is None else opts.lcconv_padding
     _apply_variant(cfg, cell, padding)
+    _apply_test_pad(cfg, cell, profile)
+    apply_conventions(cfg, cell_conventions(cell))
     if released:
-        _apply_released(cfg, cell)
+        _apply_released(cfg)
     else:
         _apply_schedule(cfg, profile, opts)
         _apply_layout(cfg, cell, opts)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from reports.schema import ACTIVE, ENDED_BAD
 
-from .configs import (Layout, Options, cell_profile, config_hash, layout, reference_batch,
-                      resolve, scaled_lr)
+from .configs import (Layout, Options, cell_conventions, cell_profile, config_hash, layout,
+                      reference_batch, resolve, scaled_lr)
 from .matrix import Cell
 from .store import CellStore
 
@@ -36,15 +36,16 @@ class PlannedCell:
     def row(self) -> dict:
         train = self.config.train_cfg or {}  # a released cell does not train
         lay, trains = self.layout, self.cell.source != "released"
-        return dict(cell=self.cell.key, detector=self.cell.detector, variant=self.cell.variant,
-                    seed=self.cell.seed, config_hash=self.config_hash,
+        return dict(profile=self.cell.profile, cell=self.cell.key, detector=self.cell.detector,
+                    variant=self.cell.variant, seed=self.cell.seed,
+                    config_hash=self.config_hash,
                     nodes=lay.nodes, tasks_per_node=lay.tasks_per_node, gpus=self.gpus,
                     imgs_per_gpu=lay.imgs_per_device if trains else None,
                     total_batch=lay.total_batch if trains else None, lr=self.lr,
                     max_epochs=train.get("max_epochs"), max_iters=train.get("max_iters"),
                     clip_grad=((self.config.optim_wrapper or {}).get("clip_grad") or {}).get(
                         "max_norm"),
-                    head=self.config.model.bbox_head.type)
+                    head=self.config.model.bbox_head.type, conventions=cell_conventions(self.cell))
 
 
 def plan(cells: list[Cell], opts: Options = Options()) -> list[PlannedCell]:

@@ -82,7 +82,7 @@ def plot_ap_vs_latency(df: pd.DataFrame, profile: str | None = None) -> Figure:
     """AP versus model-step latency, one line per detector from baseline through SEPC.
 
     Points are seed means (AP) at the seed-median latency, labelled by variant;
-    single seeds show faintly when a cell has several. For the paper profile the
+    single seeds show faintly when a cell has several. For the COCO profiles the
     published AP is drawn hollow at our latency, to read the gap at a glance.
     """
     d = select_profile(df, profile)

@@ -28,6 +28,7 @@ import pandas as pd
 from reports.published import (
     LATENCY_NOTE,
     NOT_PRINTED,
+    PROFILE_NOTES,
     PUBLISHED_AP,
     PUBLISHED_PROFILES,
 )
@@ -279,11 +280,11 @@ class _Grid:
 
 
 def profiles(df: pd.DataFrame) -> list[str]:
-    """Profiles present, ``paper`` first, then ``smoke``, then the rest by name."""
+    """Profiles present, ``paper``, ``paper-modern`` and ``smoke`` first, then the rest by name."""
     if "profile" not in df.columns or df.empty:
         return []
     found = {p if isinstance(p, str) else "unknown" for p in df["profile"]}
-    first = [p for p in ("paper", "smoke") if p in found]
+    first = [p for p in ("paper", "paper-modern", "smoke") if p in found]
     return [*first, *sorted(found - set(first))]
 
 
@@ -302,8 +303,8 @@ def build_table(df: pd.DataFrame, profile: str | None = None) -> TableModel:
 
     Deltas are differences of seed means to the same detector's and source's
     baseline; latency is the median over seeds with the percentage over the
-    baseline's median; the ``paper`` profile also gets the published AP and
-    ours minus published.
+    baseline's median; the COCO profiles (``PUBLISHED_PROFILES``) also get the
+    published AP and ours minus published.
     """
     df = normalise(df)
     if profile is None:
@@ -519,6 +520,8 @@ def build_table(df: pd.DataFrame, profile: str | None = None) -> TableModel:
                         cost.frame(), cost_st.frame()))
 
     # ---- footnotes
+    if profile in PROFILE_NOTES:
+        footnotes.append(PROFILE_NOTES[profile] + ".")
     if (numeric["n_seeds"] >= 2).any():
         footnotes.append("mean ± sample std over seeds, n = number of seeds; differences are differences of means.")
     if any_interval:

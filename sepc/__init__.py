@@ -2,18 +2,23 @@
 
 Importing this package (``custom_imports=dict(imports=['sepc'])`` in a config) registers the
 ``SEPC`` neck and the ``SEPCRetinaHead``, ``SEPCFSAFHead`` and ``SEPCFreeAnchorRetinaHead``
-heads in mmdet's MODELS registry, the legacy coder and metric that evaluating the authors'
-mmdet-1.1 checkpoints needs (``sepc.legacy``), and lets torch >= 2.6 load mmengine checkpoints.
+heads in mmdet's MODELS registry, mmdet 1.1's conventions for training and evaluating as the authors
+did (``sepc.legacy``: coder, IoU, transforms, metric), the release's own FSAF assigner and loss
+(``sepc.legacy_fsaf``), and lets torch >= 2.6 load mmengine checkpoints.
 """
 from .checkpoint import allow_mmengine_checkpoints
 from .heads import SEPCFreeAnchorRetinaHead, SEPCFSAFHead, SEPCRetinaHead
-from .legacy import LegacyCocoMetric, LegacyTBLRBBoxCoder
+from .legacy import (LegacyBboxOverlaps2D, LegacyCocoMetric, LegacyDetDataPreprocessor,
+                     LegacyLoadAnnotations, LegacyRandomFlip, LegacyResize, LegacyTBLRBBoxCoder)
+from .legacy_fsaf import EffectiveAreaAssigner, IoULossTBLR
 from .necks import SEPC, PConvModule, fuse_ibn
 from .ops import SEPCConv, deform_conv2d
 
 allow_mmengine_checkpoints()
 
 __all__ = ["SEPC", "PConvModule", "SEPCConv", "SEPCRetinaHead", "SEPCFSAFHead",
-           "SEPCFreeAnchorRetinaHead", "LegacyTBLRBBoxCoder", "LegacyCocoMetric", "deform_conv2d",
-           "fuse_ibn", "allow_mmengine_checkpoints"]
+           "SEPCFreeAnchorRetinaHead", "LegacyTBLRBBoxCoder", "LegacyCocoMetric",
+           "LegacyBboxOverlaps2D", "LegacyDetDataPreprocessor", "LegacyLoadAnnotations",
+           "LegacyRandomFlip", "LegacyResize", "EffectiveAreaAssigner", "IoULossTBLR",
+           "deform_conv2d", "fuse_ibn", "allow_mmengine_checkpoints"]
 __version__ = "0.1.0"

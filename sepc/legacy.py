@@ -1,15 +1,23 @@
-"""What evaluating the authors' mmdet-1.1 models needs beyond mmdet's own ``Legacy*`` classes.
+"""mmdet 1.1's conventions on mmdet 3.x: what training and evaluating like the authors' code needs
+beyond mmdet's own ``Legacy*`` classes (``LegacyAnchorGenerator``, ``LegacyDeltaXYWHBBoxCoder``).
 
-mmdet 3.x ships ``LegacyAnchorGenerator`` and ``LegacyDeltaXYWHBBoxCoder`` for 1.x models
-(RetinaNet, FreeAnchor). Two pieces of the 1.x conventions it does not ship are here:
+mmdet 1.x counted a box's last pixel as inside it: ``x2 = x1 + w - 1``, sizes ``x2 - x1 + 1``,
+centres ``(x1 + x2 + 1) / 2``, and flipped a box as ``x' = W - 1 - x``. mmdet 3.x dropped every
+"+1". The pieces here put them back, each where 3.x would otherwise apply its own:
 
 - ``LegacyTBLRBBoxCoder``: the FSAF box coder of the SEPC release (mmdet 1.1 had no FSAF; the
   authors wrote their own). It differs from mmdet 3.x's ``TBLRBBoxCoder`` in three ways: no
-  normalizer (3.x divides by 4), the 1.x "+1" pixel convention (prior centres
-  ``(x1 + x2 + 1) / 2``, sizes ``x2 - x1 + 1``, ``x2 = cx + r - 1``), and its channel order
-  (bottom, top, left, right): the authors swapped top and bottom in both encode and decode.
-- ``LegacyCocoMetric``: mmdet 1.x wrote COCO boxes as ``w = x2 - x1 + 1`` (x2 is the last pixel
-  inside the box); 3.x writes ``x2 - x1``, one pixel less for a 1.x model's boxes.
+  normalizer (3.x divides by 4), the "+1" convention (prior centres ``(x1 + x2 + 1) / 2``, sizes
+  ``x2 - x1 + 1``, ``x2 = cx + r - 1``), and its channel order (bottom, top, left, right): the
+  authors swapped top and bottom in both encode and decode.
+- ``legacy_bbox_overlaps`` / ``LegacyBboxOverlaps2D``: IoU and IoF with "+1" areas (1.x's
+  ``bbox_overlaps``), for ``MaxIoUAssigner`` and the release's ``EffectiveAreaAssigner``.
+- ``LegacyLoadAnnotations``, ``LegacyResize``, ``LegacyRandomFlip``: training boxes as mmdet
+  1.1's CocoDataset and pipeline produced them (crowd boxes never reached the heads).
+- ``LegacyDetDataPreprocessor``: 1.x padded inside each pipeline, so a config could pad test
+  images to another multiple than training ones (the release's FSAF baseline: 384 at test).
+- ``LegacyCocoMetric``: mmdet 1.x wrote COCO boxes as ``w = x2 - x1 + 1``; 3.x writes
+  ``x2 - x1``, one pixel less for a 1.x model's boxes.
 """
 from __future__ import annotations
 
@@ -17,9 +25,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from mmdet.datasets.transforms import LoadAnnotations, RandomFlip, Resize
 from mmdet.evaluation.metrics import CocoMetric
+from mmdet.models.data_preprocessors import DetDataPreprocessor
 from mmdet.models.task_modules.coders.base_bbox_coder import BaseBBoxCoder
-from mmdet.registry import METRICS, TASK_UTILS
+from mmdet.registry import METRICS, MODELS, TASK_UTILS, TRANSFORMS
 from mmdet.structures.bbox import HorizontalBoxes, get_box_tensor
 from torch import Tensor
 
@@ -78,3 +88,93 @@ class LegacyCocoMetric(CocoMetric):
     def xyxy2xywh(self, bbox: np.ndarray) -> list:
         x1, y1, x2, y2 = bbox.tolist()
         return [x1, y1, x2 - x1 + 1, y2 - y1 + 1]
+
+
+def legacy_bbox_overlaps(bboxes1: Tensor, bboxes2: Tensor, mode: str = "iou") -> Tensor:
+    """(m, n) IoU, or IoF (intersection over the area of ``bboxes1``), with 1.x's "+1" sizes."""
+    if mode not in ("iou", "iof"):
+        raise ValueError(f"mode must be 'iou' or 'iof', got {mode!r}")
+    lt = torch.max(bboxes1[:, None, :2], bboxes2[None, :, :2])
+    rb = torch.min(bboxes1[:, None, 2:4], bboxes2[None, :, 2:4])
+    wh = (rb - lt + 1).clamp(min=0)
+    overlap = wh[..., 0] * wh[..., 1]
+    area1 = (bboxes1[:, 2] - bboxes1[:, 0] + 1) * (bboxes1[:, 3] - bboxes1[:, 1] + 1)
+    if mode == "iof":
+        return overlap / area1[:, None]
+    area2 = (bboxes2[:, 2] - bboxes2[:, 0] + 1) * (bboxes2[:, 3] - bboxes2[:, 1] + 1)
+    return overlap / (area1[:, None] + area2[None, :] - overlap)
+
+
+@TASK_UTILS.register_module()
+class LegacyBboxOverlaps2D:
+    """mmdet's ``BboxOverlaps2D`` with 1.x's "+1" areas (an assigner's ``iou_calculator``)."""
+
+    def __call__(self, bboxes1, bboxes2, mode: str = "iou", is_aligned: bool = False) -> Tensor:
+        if is_aligned:
+            raise ValueError("LegacyBboxOverlaps2D computes all pairs only (is_aligned=False)")
+        return legacy_bbox_overlaps(get_box_tensor(bboxes1)[..., :4],
+                                    get_box_tensor(bboxes2)[..., :4], mode)
+
+
+@TRANSFORMS.register_module()
+class LegacyLoadAnnotations(LoadAnnotations):
+    """Training boxes as mmdet 1.1 gave them to the heads: ``x2 = x1 + w - 1`` (its CocoDataset),
+    and without crowd boxes (its pipeline collected only ``gt_bboxes`` and ``gt_labels``; 3.x
+    passes crowd boxes on as ignore regions, which FSAF's CenterRegionAssigner uses)."""
+
+    def transform(self, results: dict) -> dict:
+        results = super().transform(results)
+        keep = ~results["gt_ignore_flags"]
+        for key in ("gt_bboxes", "gt_bboxes_labels", "gt_ignore_flags"):
+            if key in results:
+                results[key] = results[key][keep]
+        if "gt_bboxes" in results:
+            results["gt_bboxes"].tensor[:, 2:] -= 1
+        return results
+
+
+@TRANSFORMS.register_module()
+class LegacyResize(Resize):
+    """mmdet's Resize clipping boxes as 1.x did: to the last pixel, ``[0, W - 1] x [0, H - 1]``."""
+
+    def _resize_bboxes(self, results: dict) -> None:
+        super()._resize_bboxes(results)
+        if results.get("gt_bboxes") is not None and self.clip_object_border:
+            h, w = results["img_shape"]
+            results["gt_bboxes"].clip_((h - 1, w - 1))
+
+
+@TRANSFORMS.register_module()
+class LegacyRandomFlip(RandomFlip):
+    """mmdet's RandomFlip flipping boxes in 1.x's pixel indices: ``x' = W - 1 - x`` (3.x:
+    ``W - x``, right for boxes whose x2 is the right edge, one pixel off for 1.x boxes)."""
+
+    _SHIFT = {"horizontal": (-1, 0), "vertical": (0, -1), "diagonal": (-1, -1)}
+
+    def _flip(self, results: dict) -> None:
+        super()._flip(results)
+        if results.get("gt_bboxes") is not None:
+            results["gt_bboxes"].translate_(self._SHIFT[results["flip_direction"]])
+
+
+@MODELS.register_module()
+class LegacyDetDataPreprocessor(DetDataPreprocessor):
+    """mmdet's DetDataPreprocessor with its own padding multiple at test time.
+
+    Args:
+        test_pad_size_divisor: pad test batches to a multiple of this (None: as in training).
+        *args, **kwargs: as mmdet's DetDataPreprocessor.
+    """
+
+    def __init__(self, *args, test_pad_size_divisor: int | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.test_pad_size_divisor = test_pad_size_divisor
+
+    def forward(self, data: dict, training: bool = False) -> dict:
+        if training or self.test_pad_size_divisor is None:
+            return super().forward(data, training)
+        train_divisor, self.pad_size_divisor = self.pad_size_divisor, self.test_pad_size_divisor
+        try:
+            return super().forward(data, training)
+        finally:
+            self.pad_size_divisor = train_divisor

@@ -298,7 +298,7 @@ def test_released_cells_use_mmdet1_conventions(released, tmp_path):
             assert cfg.val_evaluator.type == cfg.test_evaluator.type == "LegacyCocoMetric"
             assert cfg.model.neck[1].lcconv_padding == 0  # the smoke profile's own is 1
             assert cfg.model.backbone.init_cfg is None  # all weights from the checkpoint
-        trained = resolve(Cell("paper", det, "sepc"), full_opts)
+        trained = resolve(Cell("paper-modern", det, "sepc"), full_opts)  # mmdet 3.x's own
         assert trained.model.bbox_head.anchor_generator.type == "AnchorGenerator"
         assert trained.val_evaluator.type == "CocoMetric"
     # FreeAnchor keeps its target stds under the legacy coder

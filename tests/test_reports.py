@@ -280,6 +280,28 @@ def test_one_table_per_profile(tmp_path: Path) -> None:
     assert all(len(m.numeric) == 15 for m in models)
 
 
+def test_every_row_names_its_profile(tmp_path: Path) -> None:
+    """paper and paper-modern in one store: a table each, in that order, each naming its profile
+    in every renderer and in every CSV row; both are held against the published numbers."""
+    write_synthetic_results(tmp_path, profiles=("paper",), curves=False,
+                            profile_names=["smoke", "paper-modern", "paper"])
+    models = build_tables(read_results(tmp_path))
+    assert [m.profile for m in models] == ["paper", "paper-modern", "smoke"]
+    modern = models[1]
+    assert {r for _d, r in modern.block("ap").display.index} >= {"ours", "published", "ours − pub."}
+    assert modern.footnotes[0].startswith("profile paper-modern: ")
+    assert models[0].footnotes[0].startswith("profile paper: ")
+    assert "SEPC ablation — profile `paper-modern`" in render_markdown(modern)
+    assert render_text(modern).startswith("SEPC ablation — profile paper-modern\n")
+    assert "profile paper-modern" in render_latex(modern)
+    rows = list(csv.DictReader(io.StringIO(render_csv(models))))
+    assert [r["profile"] for r in rows] == ["paper"] * 15 + ["paper-modern"] * 15 + ["smoke"] * 15
+    page = build_report(tmp_path, tmp_path / "out", ["html"])["html"].read_text(encoding="utf-8")
+    for name in ("paper", "paper-modern", "smoke"):
+        assert f'<h2 id="profile-{name}">Profile <code>{name}</code></h2>' in page
+        assert page.count(f'data-profile="{name}"') == 3  # the AP, latency and cost blocks
+
+
 def test_seed_interval_hook_is_optional(monkeypatch: pytest.MonkeyPatch, smoke_df: pd.DataFrame) -> None:
     # without the other engineer's module (or with a broken one) the table has no intervals
     monkeypatch.setitem(sys.modules, "reports.bootstrap", types.ModuleType("reports.bootstrap"))

@@ -1,7 +1,8 @@
 """mmdet's RetinaNet, FSAF and FreeAnchor heads taking the SEPC neck's (cls, loc) pairs.
 
-Each head subclasses mmdet's own, so losses, assignment and post-processing stay mmdet's. The
-only change is the input of ``forward_single``: a (cls_feat, loc_feat) pair (a plain tensor is
+Each head subclasses mmdet's own, so losses, assignment and post-processing are mmdet's (or
+what the config names instead, e.g. the release's FSAF assigner and loss). The only change is
+the input of ``forward_single``: a (cls_feat, loc_feat) pair (a plain tensor is
 used for both branches) and ``stacked_convs=0`` by default, so only the final 3x3 predictors
 run on top of the neck.
 """
@@ -41,7 +42,8 @@ class SEPCRetinaHead(RetinaHead):
 # mmdet's head in the bases, that super() lands on the pair-aware forward_single above.
 @MODELS.register_module()
 class SEPCFSAFHead(FSAFHead, SEPCRetinaHead):
-    """FSAFHead on SEPC features (anchor-free branch, IoU loss on TBLR targets, as mmdet's)."""
+    """FSAFHead on SEPC features: mmdet's FSAF, or the SEPC release's with its assigner, loss and
+    coder from sepc.legacy_fsaf / sepc.legacy (experiments/_base_/fsaf_authors.py)."""
 
     def __init__(self, *args, stacked_convs: int = 0, **kwargs) -> None:
         super().__init__(*args, stacked_convs=stacked_convs, **kwargs)
