@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import sepc  # noqa: F401  (registers the legacy and FSAF pieces)
-from bench.configs import Options, gpus_and_batch, load_profile, resolve
+from bench.configs import Options, layout, load_profile, resolve
 from bench.matrix import DETECTORS, VARIANTS, Cell
 from sepc.legacy import LegacyTBLRBBoxCoder
 from sepc.legacy_fsaf import EffectiveAreaAssigner, IoULossTBLR
@@ -351,7 +351,8 @@ def _fields(cfg, det, var, head) -> tuple[dict, dict, tuple]:
     neck_sw = None if sepc_neck is None else (sepc_neck.Pconv_num, sepc_neck.iBN,
                                               sepc_neck.pconv_deform, sepc_neck.lcconv_deform,
                                               sepc_neck.lcconv_padding)
-    gpus = gpus_and_batch(load_profile("paper"), var)
+    lay = layout(Cell("paper", det, var))
+    gpus = (lay.world_size, lay.imgs_per_device)
     return common, per_det, (neck_sw, h.get("stacked_convs", 4), gpus)
 
 
