@@ -348,9 +348,16 @@ def cmd_table(args) -> int:
 
 
 def cmd_config(args) -> int:
-    from .configs import config_hash, resolve
+    """Print each cell's resolved config, or write each as an mmdet config file (--export)."""
+    from .configs import export_config, resolve
 
     chosen, _, opts = _selection(args)
+    if args.export:
+        for cell in chosen:
+            print(export_config(cell, opts, args.export))
+        return 0
+    from .configs import config_hash
+
     for cell in chosen:
         cfg = resolve(cell, opts)
         print(f"# {cell.key}  config_hash={config_hash(cfg)}")
@@ -364,11 +371,12 @@ def _cell_dir(results: Path, name: str) -> Path:
     path = Path(name)
     if (path / "result.json").is_file():
         return path
+    from reports.schema import cell_key
+
     parts = name.split("/")
-    released = parts[-1] == "released" and len(parts) > 2
-    parts = parts[:-1] if released else parts
-    key = name if len(parts) == 1 else f"{parts[0]}__{parts[1]}__s{parts[2] if len(parts) > 2 else 0}"
-    key += "__released" if released else ""
+    source = parts.pop() if len(parts) > 2 and parts[-1] == "released" else "trained"
+    key = name if len(parts) == 1 else cell_key(parts[0], parts[1], int(
+        parts[2]) if len(parts) > 2 and parts[2].isdigit() else 0, source)
     if (results / key / "result.json").is_file():
         return results / key
     raise MatrixError(f"no result for cell {name!r} in {results}")
@@ -540,8 +548,12 @@ def build_parser() -> argparse.ArgumentParser:
     _perf_arguments(sp)
     sp.set_defaults(func=cmd_perf)
 
-    sp = sub.add_parser("config", help="print the resolved mmengine config of each cell")
+    sp = sub.add_parser("config", help="print the resolved mmengine config of each cell, or "
+                        "write each as an mmdet config file (--export DIR)")
     _common(sp)
+    sp.add_argument("--export", type=Path, metavar="DIR", help="write DIR/<cell>.py per cell: "
+                    "a standalone mmdet 3.x config (needs only `sepc` importable; trains with "
+                    "mmdet's tools/train.py)")
     sp.set_defaults(func=cmd_config)
     return p
 

@@ -14,13 +14,13 @@ from functools import lru_cache
 from pathlib import Path
 
 from experiments import ROOT as EXPERIMENTS
+from reports.schema import COCO_METRIC_ITEMS
 
 from .conventions import apply_conventions, check_conventions
 from .data import Dataset, ensure_synthetic, open_coco_root
 from .matrix import DETECTORS, VARIANTS, Cell, MatrixError
 
 PROFILES_DIR = EXPERIMENTS / "profiles"
-METRIC_ITEMS = ["mAP", "mAP_50", "mAP_75", "mAP_s", "mAP_m", "mAP_l", "AR@100"]
 
 
 def profiles() -> list[str]:
@@ -244,7 +244,7 @@ def _apply_data(cfg, ds: Dataset, profile: Profile, batch: int, results_prefix: 
         # gloo alike); mmengine's "cpu" mode goes through a /tmp folder of rank 0, which the
         # other nodes of a multi-node job cannot see.
         cfg[name] = dict(type="CocoMetric", ann_file=str(ds.val_ann), metric="bbox",
-                         format_only=False, metric_items=METRIC_ITEMS, collect_device="gpu")
+                         format_only=False, metric_items=list(COCO_METRIC_ITEMS), collect_device="gpu")
         if results_prefix:  # keep the detections (<prefix>.bbox.json) for the bootstrap
             cfg[name]["outfile_prefix"] = results_prefix
     cfg.model.bbox_head.num_classes = len(ds.classes)
@@ -259,7 +259,7 @@ def _apply_variant(cfg, cell: Cell, padding: int) -> None:
     cfg.model.neck = [fpn, dict(type="SEPC", in_channels=[width] * fpn["num_outs"],
                                 out_channels=width, num_outs=fpn["num_outs"], Pconv_num=4,
                                 lcconv_padding=padding, **variant.neck_args())]
-    cfg.model.bbox_head.type = DETECTORS[cell.detector]
+    cfg.model.bbox_head.type = DETECTORS[cell.detector].sepc_head
     cfg.model.bbox_head.stacked_convs = 0
 
 
@@ -373,14 +373,33 @@ def resolve(cell: Cell, opts: Options = Options(), work_dir: str | None = None,
         pretrained = None
     cfg.model.backbone.init_cfg = (ConfigDict(type="Pretrained", checkpoint=pretrained)
                                    if pretrained else None)
-    cfg.custom_imports = dict(imports=["sepc", "bench.hooks"], allow_failed_imports=False)
-    cfg.custom_hooks = [dict(type="CellProgressHook")]
+    # A standalone mmdet config: it needs `sepc` and nothing of the harness (the job adds its
+    # progress hook when it runs the cell; `bench config --export` writes the config as is).
+    cfg.custom_imports = dict(imports=["sepc"], allow_failed_imports=False)
+    cfg.custom_hooks = []
     cfg.randomness = dict(seed=cell.seed, deterministic=False)
     cfg.default_hooks.visualization = dict(type="DetVisualizationHook", draw=False)
     cfg.pop("tta_model", None)
     cfg.pop("tta_pipeline", None)
     cfg.work_dir = work_dir or str(Path("work_dirs") / cell.profile / cell.key)
     return cfg
+
+
+def export_config(cell: Cell, opts: Options, folder: Path) -> Path:
+    """The cell's config as an mmdet config file ``folder/<cell key>.py`` (atomic)."""
+    from reports.schema import atomic_write
+
+    cfg = resolve(cell, opts, work_dir=str(Path("work_dirs") / cell.profile / cell.key))
+    lay = layout(cell, opts)
+    head = (f"# sepc-bench cell {cell.key} of profile {cell.profile} (config_hash "
+            f"{config_hash(cfg)}), exported by `python -m bench config --export`.\n"
+            f"# Needs only `sepc` importable. Trains with mmdet's own tools, e.g.\n"
+            f"#   python tools/train.py {cell.key}.py                 (one device)\n"
+            f"#   bash tools/dist_train.sh {cell.key}.py {lay.tasks_per_node}           "
+            f"({lay.describe()})\n"
+            f"# The lr is for a total batch of {lay.total_batch} (auto_scale_lr.base_batch_size): "
+            f"on fewer devices add --auto-scale-lr.\n")
+    return atomic_write(Path(folder) / f"{cell.key}.py", head + cfg.pretty_text)
 
 
 #: Keys that say where things go, not what is computed: left out of the hash.

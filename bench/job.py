@@ -21,13 +21,13 @@ from pathlib import Path
 
 import submitit
 
+from reports.schema import COCO_METRIC_ITEMS
+
 from . import ddp
 from .configs import Options, cell_profile, config_hash, layout, resolve
 from .matrix import Cell
-from .store import REPO, CellStore, atomic_write_text, now
+from .store import REPO, CellStore, atomic_write, now
 
-AP_KEYS = {"mAP": "AP", "mAP_50": "AP50", "mAP_75": "AP75", "mAP_s": "APs", "mAP_m": "APm",
-           "mAP_l": "APl", "AR@100": "AR100"}
 
 
 class _Tee:
@@ -81,7 +81,7 @@ def _merge_scalars(work_dir: Path, out: Path) -> None:
     """All runs' vis_data/scalars.json (one per start, after requeues) as one JSON-lines file."""
     files = sorted(work_dir.glob("*/vis_data/scalars.json"))
     if files:
-        atomic_write_text(out, "".join(f.read_text() for f in files))
+        atomic_write(out, "".join(f.read_text() for f in files))
 
 
 class CellJob(submitit.helpers.Checkpointable):
@@ -115,7 +115,7 @@ class CellJob(submitit.helpers.Checkpointable):
             name = f"iter_{runner.iter}.pth"
             runner.save_checkpoint(runner.work_dir, name, by_epoch=False, save_optimizer=True,
                                    save_param_scheduler=True)
-            atomic_write_text(Path(runner.work_dir) / "last_checkpoint",
+            atomic_write(Path(runner.work_dir) / "last_checkpoint",
                               str(Path(runner.work_dir) / name))
             print(f"[sepc-bench] USR2: checkpoint at iteration {runner.iter}, requeueing",
                   flush=True)
@@ -193,6 +193,8 @@ class CellJob(submitit.helpers.Checkpointable):
             torch.cuda.reset_peak_memory_stats()
         cfg = resolve(cell, self.opts, work_dir=str(store.work_dir),
                       results_prefix=str(store.dir / "detections"))
+        digest = config_hash(cfg)  # what `bench plan` showed, before this job's own additions
+        cfg.custom_hooks = [*cfg.custom_hooks, dict(type="CellProgressHook")]
         if cell.source == "released":
             runner, metrics, extra = self._evaluate_released(cell, cfg)
         else:
@@ -203,11 +205,11 @@ class CellJob(submitit.helpers.Checkpointable):
         ddp.teardown()
         if world.rank != 0:
             return {}
-        row = {AP_KEYS[k.split("bbox_", 1)[1]]: round(100 * float(v), 3)
+        row = {COCO_METRIC_ITEMS[k.split("bbox_", 1)[1]]: round(100 * float(v), 3)
                for k, v in metrics.items() if k.startswith("coco/bbox_")
-               and k.split("bbox_", 1)[1] in AP_KEYS}
+               and k.split("bbox_", 1)[1] in COCO_METRIC_ITEMS}
         if not row:  # CocoMetric returns nothing when no box passed the score threshold
-            row = dict.fromkeys(AP_KEYS.values(), 0.0)
+            row = dict.fromkeys(COCO_METRIC_ITEMS.values(), 0.0)
             row["note"] = "no detections above the score threshold: AP 0"
         lay = layout(cell, self.opts)
         row.update(world_size=world.size, ddp_backend=extra.pop("ddp_backend", None),
@@ -223,7 +225,7 @@ class CellJob(submitit.helpers.Checkpointable):
         else:
             self._cache_eval_records(store, cfg.val_evaluator["ann_file"])
         row.update(
-            extra, config_hash=config_hash(cfg), git_commit=git_commit(),
+            extra, config_hash=digest, git_commit=git_commit(),
             versions=json.dumps(_versions()), ann_file=cfg.val_evaluator["ann_file"],
             lcconv_padding=_padding(cfg), data_root=cfg.val_dataloader.dataset.data_root)
         return row

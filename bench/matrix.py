@@ -1,42 +1,12 @@
-"""The ablation matrix as data: detectors x variants x seeds, and the cell that names one run."""
+"""Cells of the matrix: a detector x variant x seed under a profile, and the names that select
+them. The detectors and variants themselves are data: ``experiments/matrix.py``."""
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
 
-#: Detectors in the paper's row order, with the mmdet head each one's SEPC head subclasses.
-DETECTORS: dict[str, str] = {
-    "retinanet": "SEPCRetinaHead",
-    "freeanchor": "SEPCFreeAnchorRetinaHead",
-    "fsaf": "SEPCFSAFHead",
-}
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One column of the paper's table (sepc-spec.md, "The variants of the ablation")."""
-
-    name: str
-    label: str
-    sepc: bool  # SEPC neck after the FPN (else the stock head tower)
-    ibn: bool = False
-    pconv_deform: bool = False
-    lcconv_deform: bool = False
-    imgs_per_gpu: int = 2  # the paper's: 4 with iBN (BN statistics need >= 4 images)
-
-    def neck_args(self) -> dict:
-        return dict(iBN=self.ibn, pconv_deform=self.pconv_deform,
-                    lcconv_deform=self.lcconv_deform)
-
-
-VARIANTS: dict[str, Variant] = {v.name: v for v in [
-    Variant("baseline", "Baseline", sepc=False),
-    Variant("pconv", "PConv", sepc=True),
-    Variant("ibn", "iBN+PConv", sepc=True, ibn=True, imgs_per_gpu=4),
-    Variant("sepc_lite", "SEPC-lite", sepc=True, ibn=True, lcconv_deform=True, imgs_per_gpu=4),
-    Variant("sepc", "SEPC", sepc=True, ibn=True, pconv_deform=True, lcconv_deform=True,
-            imgs_per_gpu=4),
-]}
+from experiments.matrix import DETECTORS, VARIANTS, Detector, Variant
+from reports.schema import SOURCES, cell_key, parse_cell_key
 
 
 @dataclass(frozen=True, order=True)
@@ -52,14 +22,13 @@ class Cell:
     def __post_init__(self) -> None:
         check_names([self.detector], DETECTORS, "detector")
         check_names([self.variant], VARIANTS, "variant")
-        if self.source not in ("trained", "released"):
-            raise ValueError(f"unknown source {self.source!r} (trained, released)")
+        if self.source not in SOURCES:
+            raise ValueError(f"unknown source {self.source!r} ({', '.join(SOURCES)})")
 
     @property
     def key(self) -> str:
         """Folder name of the cell in the result store."""
-        suffix = "" if self.source == "trained" else f"__{self.source}"
-        return f"{self.detector}__{self.variant}__s{self.seed}{suffix}"
+        return cell_key(self.detector, self.variant, self.seed, self.source)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -67,11 +36,10 @@ class Cell:
     @classmethod
     def from_key(cls, profile: str, key: str) -> "Cell":
         """The cell a store folder name (:attr:`key`) names."""
-        parts = key.split("__")
-        source = parts.pop() if len(parts) == 4 else "trained"
-        if len(parts) != 3 or not parts[2].startswith("s") or not parts[2][1:].isdigit():
-            raise MatrixError(f"not a cell key: {key!r} (detector__variant__s<seed>[__source])")
-        return cls(profile, parts[0], parts[1], int(parts[2][1:]), source)
+        try:
+            return cls(profile, **parse_cell_key(key))
+        except ValueError as exc:
+            raise MatrixError(str(exc)) from None
 
 
 class MatrixError(ValueError):
@@ -87,8 +55,11 @@ def check_names(names: list[str], known: dict, what: str) -> list[str]:
 
 
 def parse_list(text: str | None, known: dict, what: str) -> list[str]:
-    """'a,b' -> ['a', 'b'] checked against ``known``; None or 'all' -> all of them."""
-    if text is None or text.strip() in ("", "all"):
+    """'a,b' -> ['a', 'b'] checked against ``known``; None -> the paper's (the default
+    selection); 'all' -> all of them."""
+    if text is None or text.strip() == "":
+        return [name for name, entry in known.items() if getattr(entry, "paper", True)]
+    if text.strip() == "all":
         return list(known)
     return check_names([t.strip() for t in text.split(",") if t.strip()], known, what)
 
@@ -114,5 +85,10 @@ def parse_seeds(text: str | None) -> list[int]:
 def cells(profile: str, detectors: list[str] | None = None, variants: list[str] | None = None,
           seeds: list[int] | None = None) -> list[Cell]:
     """All cells of a profile in table order (detector rows, variant columns, then seeds)."""
-    return [Cell(profile, d, v, s) for d in (detectors or list(DETECTORS))
-            for v in (variants or list(VARIANTS)) for s in (seeds or [0])]
+    detectors = detectors or parse_list(None, DETECTORS, "detector")
+    variants = variants or parse_list(None, VARIANTS, "variant")
+    return [Cell(profile, d, v, s) for d in detectors for v in variants for s in (seeds or [0])]
+
+
+__all__ = ["Cell", "DETECTORS", "VARIANTS", "Detector", "Variant", "MatrixError", "cells",
+           "check_names", "parse_list", "parse_seeds"]

@@ -37,7 +37,7 @@ from .configs import resolve
 from .matrix import DETECTORS, VARIANTS, Cell, MatrixError, parse_list
 from reports.perf import perf_markdown
 
-from .store import atomic_write_json, atomic_write_text, default_results, now
+from .store import atomic_write_json, atomic_write, default_results, now
 
 
 @dataclass(frozen=True)
@@ -287,7 +287,7 @@ def write(doc: dict, out_dir: Path) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     js, md = out_dir / "perf.json", out_dir / "perf.md"
     atomic_write_json(js, doc)
-    atomic_write_text(md, perf_markdown(doc))
+    atomic_write(md, perf_markdown(doc))
     return js, md
 
 

@@ -7,17 +7,16 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from reports.schema import check_status
+from reports.schema import (SCHEMA_VERSION, atomic_write, atomic_write_json,  # noqa: F401
+                            check_status)
 
 from . import ddp
 from .matrix import Cell
 
-SCHEMA = 1
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -27,24 +26,6 @@ def default_results(profile: str) -> Path:
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True, default=str) + "\n")
 
 
 def read_json(path: Path) -> dict | None:
@@ -93,7 +74,7 @@ class CellStore:
         if "status" in fields:
             check_status(fields["status"])
         row = self.read() or {}
-        row.update(schema=SCHEMA, cell_key=self.cell.key, **self.cell.as_dict())
+        row.update(schema=SCHEMA_VERSION, cell_key=self.cell.key, **self.cell.as_dict())
         row.update(fields)
         atomic_write_json(self.result_path, row)
         return row

@@ -12,7 +12,6 @@ import argparse
 import os
 import re
 import sys
-import tempfile
 import time
 from pathlib import Path
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ import pandas as pd
 
 from reports.forecast import read_pilots
 from reports.forecast import render_markdown as forecast_markdown
+from reports.schema import atomic_write
 from reports.store import read_results
 from reports.table import TableModel, build_tables, normalise, render_csv, render_latex, render_markdown, render_text
 
@@ -34,23 +34,6 @@ PLOTS: tuple[tuple[str, str], ...] = (
     ("ap_gain_by_size", "AP gain over the baseline by object size (APs, APm, APl); black tick = overall AP gain"),
     ("training_curves", "Training curves per cell: loss per iteration, COCO bbox AP per evaluation"),
 )
-
-
-def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder + rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(raw)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _slug(s: str) -> str:
@@ -96,14 +79,14 @@ def build_report(
     paths: dict[str, Path] = {}
 
     if "md" in formats:
-        paths["md"] = write_atomic(out / "table.md", "\n".join(render_markdown(m) for m in models))
+        paths["md"] = atomic_write(out / "table.md", "\n".join(render_markdown(m) for m in models))
     if "csv" in formats:
-        paths["csv"] = write_atomic(out / "table.csv", render_csv(models))
+        paths["csv"] = atomic_write(out / "table.csv", render_csv(models))
     if "tex" in formats:
-        paths["tex"] = write_atomic(out / "table.tex", "\n".join(render_latex(m) for m in models))
+        paths["tex"] = atomic_write(out / "table.tex", "\n".join(render_latex(m) for m in models))
     pilots = read_pilots(results_dir)
     if "md" in formats and len(pilots):
-        paths["forecast"] = write_atomic(out / "forecast.md", forecast_markdown(pilots))
+        paths["forecast"] = atomic_write(out / "forecast.md", forecast_markdown(pilots))
 
     plots: dict[str, list[tuple[str, bytes]]] = {}
     skipped: list[str] = []
@@ -117,13 +100,13 @@ def build_report(
                 plots.setdefault(m.profile, []).append((caption, png))
                 if "png" in formats:
                     fname = f"{name}-{_slug(m.profile)}.png" if multi else f"{name}.png"
-                    paths[f"{name}[{m.profile}]" if multi else name] = write_atomic(out / fname, png)
+                    paths[f"{name}[{m.profile}]" if multi else name] = atomic_write(out / fname, png)
     if "html" in formats:
         from reports.html import render_html
 
         page = render_html(normalise(df) if len(df) else df, models, plots, results_dir=results_dir,
                            out_dir=out, skipped_plot_profiles=skipped)
-        paths["html"] = write_atomic(out / "report.html", page)
+        paths["html"] = atomic_write(out / "report.html", page)
     if echo and "text" in formats:  # last, so that a closed pipe cannot stop the files
         print("\n".join(render_text(m) for m in models), end="", flush=True)
     return paths

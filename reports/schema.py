@@ -1,10 +1,50 @@
-"""The result store's vocabulary, defined once: the writer (``bench``) validates against it and
-the reader (``reports``) reads by it (docs/results-schema.md).
+"""The result store's format, defined once: the cell key, the statuses, the metric columns and
+their dtypes, and the atomic write. The writer (``bench``) writes and validates with it, the
+reader (``reports``) reads by it (docs/results-schema.md).
 
 This module imports nothing from the project, so the harness may import it (``bench`` ->
 ``reports``) without the reports ever depending on the harness.
 """
 from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+#: Version of the row layout (``schema`` in every result.json).
+SCHEMA_VERSION = 1
+
+#: Where a cell's numbers come from: trained by the harness, or an authors' checkpoint evaluated.
+SOURCES: tuple[str, ...] = ("trained", "released")
+
+_KEY = re.compile(r"^(?P<detector>[a-z0-9_]+?)__(?P<variant>[a-z0-9_]+?)__s(?P<seed>\d+)"
+                  r"(?:__(?P<source>[a-z]+))?$")
+
+
+def cell_key(detector: str, variant: str, seed: int = 0, source: str = "trained") -> str:
+    """The folder name of a cell in the store: ``<detector>__<variant>__s<seed>[__<source>]``
+    (the suffix only for sources other than ``trained``)."""
+    return f"{detector}__{variant}__s{seed}" + ("" if source == "trained" else f"__{source}")
+
+
+def parse_cell_key(key: str) -> dict[str, Any]:
+    """detector, variant, seed and source of a :func:`cell_key`."""
+    m = _KEY.match(key)
+    if not m or (m["source"] or "trained") not in SOURCES:
+        raise ValueError(f"not a cell key: {key!r} (detector__variant__s<seed>[__released])")
+    return dict(detector=m["detector"], variant=m["variant"], seed=int(m["seed"]),
+                source=m["source"] or "trained")
+
+
+#: COCO box metrics of a row, in percent (0-100), pycocotools' numbers.
+METRICS: tuple[str, ...] = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")
+#: mmdet's CocoMetric item (``coco/bbox_<item>``) of each metric.
+COCO_METRIC_ITEMS: dict[str, str] = {"mAP": "AP", "mAP_50": "AP50", "mAP_75": "AP75",
+                                     "mAP_s": "APs", "mAP_m": "APm", "mAP_l": "APl",
+                                     "AR@100": "AR100"}
 
 #: Every status a cell's ``result.json`` may hold.
 #: pending (submitted, not started) -> running -> done | failed | cancelled; a running SLURM job
@@ -25,3 +65,73 @@ def check_status(status: str) -> str:
     if status not in STATUSES:
         raise ValueError(f"unknown cell status {status!r} (the schema knows: {', '.join(STATUSES)})")
     return status
+
+
+#: Columns of the store, in the schema's order, with their dtype.
+SCHEMA: dict[str, str] = {
+    "schema": "Int64",
+    "cell_key": "str",
+    "profile": "str",
+    "detector": "str",
+    "variant": "str",
+    "seed": "Int64",
+    "source": "str",
+    "status": "str",
+    "error": "str",
+    "log_tail": "str",
+    **dict.fromkeys(METRICS, "float"),
+    "latency_ms": "float",
+    "latency_p10_ms": "float",
+    "latency_p90_ms": "float",
+    "latency_paper_ms": "float",
+    "latency_input": "str",
+    "params": "Int64",
+    "flops": "float",
+    "wall_s": "float",
+    "train_iters": "Int64",
+    "iters_run": "Int64",
+    "requeues": "Int64",
+    "world_size": "Int64",
+    "imgs_per_device": "Int64",
+    "total_batch": "Int64",
+    "lr": "float",
+    "eval_images": "Int64",
+    "train_peak_mem_mb": "float",
+    "config_hash": "str",
+    "device": "str",
+    "host": "str",
+    "git_commit": "str",
+    "versions": "str",
+    "job_id": "str",
+    "started_at": "str",
+    "finished_at": "str",
+    "ann_file": "str",
+    "checkpoint": "str",
+    "checkpoint_sha256": "str",
+}
+COLUMNS: tuple[str, ...] = tuple(SCHEMA)
+
+
+def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
+    """Write ``data`` through a temporary file in the same folder, fsync, rename: a reader (or a
+    crash) sees the old complete file or the new one, never half of one. Mode 0644, so that a
+    report or a row is readable by whoever reads the results folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(raw)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_json(path: str | os.PathLike, data: Any) -> Path:
+    return atomic_write(path, json.dumps(data, indent=1, sort_keys=True, default=str) + "\n")

@@ -1,9 +1,9 @@
 """Read the result store (docs/results-schema.md) into one tidy DataFrame.
 
 Reports depend on the store and nothing else (benchopt's rule), so this module
-imports no part of ``bench`` or ``sepc``: a copied results folder is enough to
-rebuild every table and plot. ``bench.results.load`` re-exports
-:func:`read_results`.
+imports no part of ``bench`` or ``sepc`` (only the matrix's data, for labels and
+order): a copied results folder is enough to rebuild every table and plot.
+``bench.results.load`` re-exports :func:`read_results`.
 """
 
 from __future__ import annotations
@@ -17,70 +17,15 @@ from typing import Any
 
 import pandas as pd
 
-from reports.schema import STATUSES  # noqa: F401  (re-exported: the store's statuses)
+from experiments.matrix import DETECTORS as MATRIX_DETECTORS
+from experiments.matrix import VARIANTS as MATRIX_VARIANTS
+from reports.schema import COLUMNS, METRICS, SCHEMA, SOURCES, STATUSES  # noqa: F401 (re-exported)
 
-#: Canonical order and display names of the paper's table.
-DETECTORS: tuple[str, ...] = ("retinanet", "freeanchor", "fsaf")
-VARIANTS: tuple[str, ...] = ("baseline", "pconv", "ibn", "sepc_lite", "sepc")
-DETECTOR_NAMES: dict[str, str] = {"retinanet": "RetinaNet", "freeanchor": "FreeAnchor", "fsaf": "FSAF"}
-VARIANT_NAMES: dict[str, str] = {
-    "baseline": "Baseline",
-    "pconv": "PConv",
-    "ibn": "iBN+PConv",
-    "sepc_lite": "SEPC-lite",
-    "sepc": "SEPC",
-}
-
-#: Columns of the store, in the schema's order, with their dtype.
-SCHEMA: dict[str, str] = {
-    "schema": "Int64",
-    "cell_key": "str",
-    "profile": "str",
-    "detector": "str",
-    "variant": "str",
-    "seed": "Int64",
-    "source": "str",
-    "status": "str",
-    "error": "str",
-    "log_tail": "str",
-    "AP": "float",
-    "AP50": "float",
-    "AP75": "float",
-    "APs": "float",
-    "APm": "float",
-    "APl": "float",
-    "AR100": "float",
-    "latency_ms": "float",
-    "latency_p10_ms": "float",
-    "latency_p90_ms": "float",
-    "latency_paper_ms": "float",
-    "latency_input": "str",
-    "params": "Int64",
-    "flops": "float",
-    "wall_s": "float",
-    "train_iters": "Int64",
-    "iters_run": "Int64",
-    "requeues": "Int64",
-    "world_size": "Int64",
-    "imgs_per_device": "Int64",
-    "total_batch": "Int64",
-    "lr": "float",
-    "eval_images": "Int64",
-    "train_peak_mem_mb": "float",
-    "config_hash": "str",
-    "device": "str",
-    "host": "str",
-    "git_commit": "str",
-    "versions": "str",
-    "job_id": "str",
-    "started_at": "str",
-    "finished_at": "str",
-    "ann_file": "str",
-    "checkpoint": "str",
-    "checkpoint_sha256": "str",
-}
-COLUMNS: tuple[str, ...] = tuple(SCHEMA)
-METRICS: tuple[str, ...] = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")
+#: Canonical order and display names of the table: the matrix's (experiments/matrix.py).
+DETECTORS: tuple[str, ...] = tuple(MATRIX_DETECTORS)
+VARIANTS: tuple[str, ...] = tuple(MATRIX_VARIANTS)
+DETECTOR_NAMES: dict[str, str] = {k: d.label for k, d in MATRIX_DETECTORS.items()}
+VARIANT_NAMES: dict[str, str] = {k: v.label for k, v in MATRIX_VARIANTS.items()}
 
 
 def _order(values: pd.Series, canonical: tuple[str, ...]) -> pd.Series:
@@ -144,7 +89,7 @@ def read_results(results_dir: str | os.PathLike[str]) -> pd.DataFrame:
             if s.name == "detector"
             else _order(s, VARIANTS)
             if s.name == "variant"
-            else _order(s, ("trained", "released"))
+            else _order(s, SOURCES)
             if s.name == "source"
             else s,
             na_position="last",

@@ -15,6 +15,16 @@ def _threads():
     torch.manual_seed(0)
 
 
+def require(service: str, available: bool, target: str) -> None:
+    """At a test module's top: without ``service`` the module is skipped with one line naming
+    the make target that provides it; under CI=true a missing service fails the run instead."""
+    if available:
+        return
+    if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+        pytest.fail(f"{service} is missing, and CI requires it: make {target}", pytrace=False)
+    pytest.skip(f"needs {service}: make {target}", allow_module_level=True)
+
+
 def wait_for(pred, timeout: float, what: str, poll: float = 0.5):
     """Poll ``pred`` until it returns something truthy (returned), or fail after ``timeout``."""
     t0 = time.time()

@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.coco_quirks import QuirksDataset, rle_encode, write_quirks_dataset
+from fixtures.coco_quirks import QuirksDataset, rle_encode, write_quirks_dataset
 
 TEST_PIPELINE = [
     dict(type="LoadImageFromFile"),

@@ -34,7 +34,7 @@ def test_trains_and_predicts(detector, variant):
     neck = cfg.model.neck
     if VARIANTS[variant].sepc:
         assert isinstance(neck, list) and neck[1]["type"] == "SEPC"
-        assert type(model.bbox_head).__name__ == DETECTORS[detector]
+        assert type(model.bbox_head).__name__ == DETECTORS[detector].sepc_head
         assert model.bbox_head.stacked_convs == 0
     else:
         assert type(model.bbox_head).__name__.startswith(("Retina", "FSAF", "FreeAnchor"))

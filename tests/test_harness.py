@@ -24,7 +24,7 @@ def bench_cli(*args, check=False):
 @pytest.fixture(scope="module")
 def coco_root(tmp_path_factory):
     """A tiny COCO 2017 layout with real-COCO quirks (ids with gaps, crowd, grayscale...)."""
-    from bench.coco_quirks import write_quirks_dataset
+    from fixtures.coco_quirks import write_quirks_dataset
 
     import shutil
 

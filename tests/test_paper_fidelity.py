@@ -32,7 +32,7 @@ def _one_thread():
 @pytest.fixture(scope="module")
 def coco_root(tmp_path_factory):
     """The COCO-quirks images as both splits (a crowd region, category ids with gaps)."""
-    from bench.coco_quirks import write_quirks_dataset
+    from fixtures.coco_quirks import write_quirks_dataset
 
     root = write_quirks_dataset(tmp_path_factory.mktemp("coco")).root
     shutil.copytree(root / "val2017", root / "train2017")

@@ -20,13 +20,13 @@ import sepc  # noqa: F401
 from bench.cli import main as bench_main
 from bench.configs import Options, resolve
 from bench.matrix import DETECTORS, VARIANTS, Cell
+from reports.schema import METRICS
 from bench.released import ManifestError, load_manifest, load_released, released_cells
 from sepc.checkpoint import CheckpointConversionError, read_mmdet1_checkpoint, \
     save_mmdet1_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 CELLS = [(d, v) for d in DETECTORS for v in VARIANTS]
-METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")
 
 
 def _cfg(root: Path, det: str, var: str):
@@ -91,7 +91,7 @@ def _flat(raw) -> list[torch.Tensor]:
 def released(tmp_path_factory):
     """15 mmdet-1.x checkpoints, a manifest naming them, and a validation split whose ground
     truth is the union of each source model's two best boxes per image."""
-    from bench.coco_quirks import write_quirks_dataset
+    from fixtures.coco_quirks import write_quirks_dataset
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # what a smoke job uses: identical arithmetic on both sides
@@ -136,7 +136,7 @@ def _source_metrics(cfg, preds) -> dict[str, float]:
     """The source model evaluated directly: its predictions through the cell's own metric."""
     from mmengine.evaluator import Evaluator
 
-    from bench.job import AP_KEYS
+    from reports.schema import COCO_METRIC_ITEMS as AP_KEYS
 
     dataset = _dataset(cfg)
     evaluator = Evaluator(cfg.val_evaluator)

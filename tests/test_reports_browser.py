@@ -22,6 +22,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from conftest import require
 
 # Without the background-networking flags this closed network refuses Chromium's
 # own connections (component updates, sync, QUIC probes) and a run can stall.
@@ -115,14 +116,12 @@ class _Dom(HTMLParser):
         self.text.append(data)
 
 
+require("headless Chromium", find_chromium() is not None, "chromium (root: apt-get install)")
+
+
 @pytest.fixture(scope="module")
 def chromium() -> str:
-    exe = find_chromium()
-    if exe is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI: chromium is missing; install it with bash tools/install-chromium.sh")
-        pytest.skip("chromium is not installed (bash tools/install-chromium.sh); CI runs this test")
-    return exe
+    return find_chromium()
 
 
 @pytest.fixture(scope="module")

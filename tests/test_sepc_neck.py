@@ -218,7 +218,7 @@ def test_head_flops_match_the_paper_ratio():
     """4 PConvs + 1 cls/loc conv per branch = 0.99925x the stock 2 x 4-conv tower (C=256, an
     exact 2x pyramid); 4 stacked PConvs = 1.4985x four plain convs. Whole-module totals
     (upsampling, ReLU, ...) within 1% of the same figure."""
-    from bench.bench_neck import Tower  # the stock head minus its predictors (same in both)
+    from fixtures.towers import Tower  # the stock head minus its predictors (same in both)
 
     x = [torch.randn(1, 256, 64 >> i, 64 >> i) for i in range(5)]
     stock_conv, stock_total = _conv_flops(Tower().eval(), x)

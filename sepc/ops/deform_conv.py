@@ -5,7 +5,7 @@ of every output position with ``F.embedding_bag`` (four weighted rows of the cha
 input per tap: one fused, vectorised gather over whole channel rows) into a "tap image" of size
 (kh*Ho, kw*Wo), where pixel (kh*y + i, kw*x + j) holds tap (i, j) of output (y, x); a plain
 conv with stride (kh, kw) over that image is then exactly the DCN, and runs on the same conv
-kernel as a normal layer (bench/bench_deform.py measures both). On CUDA mmcv's kernel is kept.
+kernel as a normal layer (tools/benchmarks/deform.py measures both). On CUDA mmcv's kernel is kept.
 Both compute the same function: per output position and tap k (row-major), offset channel 2k is
 dy and 2k+1 is dx, bilinear sampling, zero outside the image.
 """

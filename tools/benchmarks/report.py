@@ -1,7 +1,6 @@
 """How long the report takes to build: synthetic stores of 15 and 1,500 cells.
 
-    .venv/bin/python -m bench.bench_report [--repeat 3] [--keep DIR]
-    .venv/bin/python bench/bench_report.py
+    .venv/bin/python -m tools.benchmarks.report [--repeat 3] [--keep DIR]
 
 Targets: 15 cells < 5 s, 1,500 cells < 60 s (a sweep of 100 seeds, or of
 many profiles). Each store is written first (not timed) by the tests' fixture
@@ -23,14 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-for p in (ROOT, ROOT / "tests"):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
-
-from fixtures.results import write_smoke_results, write_synthetic_results  # noqa: E402
-
-from reports.build import build_report  # noqa: E402
+from reports.build import build_report
+from tests.fixtures.results import write_smoke_results, write_synthetic_results
 
 CASES = (
     ("15 cells (smoke fixture: 3 seeds on 2 cells, failed/pending/missing)", lambda d: write_smoke_results(d)),
@@ -59,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         n = sum(1 for _ in d.glob("*/result.json"))
         ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "reports", str(d), "-q"], cwd=ROOT, check=True)
+        subprocess.run([sys.executable, "-m", "reports", str(d), "-q"], cwd=Path(__file__).resolve().parents[2], check=True)
         t_cold = time.perf_counter() - t0
         ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu_cold = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)

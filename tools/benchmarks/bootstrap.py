@@ -9,8 +9,8 @@ per set, the compaction of its records, pycocotools' accumulate() (reference; a 
 bootstrap would call it 2000 times), and the 1000-resample paired bootstrap. It also
 checks that the vectorised accumulate equals pycocotools' stats on the full set.
 
-    python -m bench.bench_bootstrap                 # full size
-    python -m bench.bench_bootstrap --images 500    # quick
+    python -m tools.benchmarks.bootstrap                 # full size
+    python -m tools.benchmarks.bootstrap --images 500    # quick
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def _device() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.bench_bootstrap", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m tools.benchmarks.bootstrap", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=5000, help="evaluation images (default 5000)")
     ap.add_argument("--dets", type=int, default=100, help="detections per image (default 100)")

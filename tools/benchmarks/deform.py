@@ -1,6 +1,6 @@
 """Benchmark: mmcv's deformable conv kernel versus the gather + strided-conv path (sepc.ops).
 
-    python -m bench.bench_deform [--repeats 5] [--threads 2] [--json out.json]
+    python -m tools.benchmarks.deform [--repeats 5] [--threads 2] [--json out.json]
 
 Prints, per layer shape, the best-of-N time of forward and forward+backward for both and for a
 plain conv, their ratio, and the largest difference between the two outputs (must be <= 1e-5

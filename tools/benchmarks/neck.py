@@ -1,6 +1,6 @@
 """Micro-benchmark: where the SEPC neck's time goes, against the stock head tower it replaces.
 
-    python -m bench.bench_neck [--scale 1.0] [--warmup 1] [--reps 5] [--threads N] [--json F]
+    python -m tools.benchmarks.neck [--scale 1.0] [--warmup 1] [--reps 5] [--threads N] [--json F]
 
 On the P3-P7 pyramid of an 800x1344 image (times ``--scale``), width 256, batch 1, forward only
 (eval, no grad), all timed interleaved:
@@ -30,32 +30,10 @@ from sepc.necks import SEPC
 from sepc.ops import SEPCConv
 from sepc.ops.deform_conv import _bilinear_taps
 
-from .perf import interleaved, summarise
+from bench.perf import interleaved, summarise
+from tests.fixtures.towers import WIDTH, Tower
 
 PAPER_P3 = (100, 168)  # P3 of 800x1344; P4-P7 halve it (rounding up): 50x84 ... 7x11
-WIDTH = 256
-
-
-class Tower(nn.Module):
-    """The stock RetinaNet head's two 4-conv towers, applied to every level."""
-
-    def __init__(self, width: int = WIDTH) -> None:
-        super().__init__()
-        from mmdet.models.dense_heads import RetinaHead
-
-        head = RetinaHead(num_classes=80, in_channels=width, stacked_convs=4)
-        self.cls_convs, self.reg_convs = head.cls_convs, head.reg_convs
-
-    def forward(self, feats: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        out = []
-        for f in feats:
-            c, r = f, f
-            for conv in self.cls_convs:
-                c = conv(c)
-            for conv in self.reg_convs:
-                r = conv(r)
-            out.append((c, r))
-        return out
 
 
 def _neck(fuse: bool, **variant) -> SEPC:
@@ -165,9 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in res["conv_at_p4"].items():
         print(f"  {k:24} {v['median_ms']:8.1f} ms  {v['median_ms'] / plain:6.2f}x plain")
     if args.json:
-        from .store import atomic_write_text
+        from reports.schema import atomic_write
 
-        atomic_write_text(Path(args.json), json.dumps(res, indent=1))
+        atomic_write(Path(args.json), json.dumps(res, indent=1))
     return 0
 
 
