@@ -233,16 +233,21 @@ def measure_group(size: Size, detector: str, variants: list[str], s: Settings,
                 per_image = [t / s.batch for t in times[v]]
                 rows[v].update({f"batch_{k}": x for k, x in summarise(per_image).items()},
                                batch_times_ms=per_image)
+    add_ratios(rows)
+    return list(rows.values())
+
+
+def add_ratios(rows: dict[str, dict]) -> None:
+    """Each variant's ratio to the baseline (in place): of the medians, and the median of the
+    per-round ratios (each round against the baseline timed moments before: robust to drift)."""
     base = rows.get("baseline")
     for row in rows.values():
         for proto in ("step", "batch"):
             key = f"{proto}_median_ms"
             if base and key in row and key in base:
                 row[f"{proto}_ratio"] = row[key] / base[key]
-                # per round, against the baseline timed moments before: robust to load drift
                 row[f"{proto}_ratio_paired"] = statistics.median(
                     t / b for t, b in zip(row[f"{proto}_times_ms"], base[f"{proto}_times_ms"]))
-    return list(rows.values())
 
 
 def run(detectors: list[str], variants: list[str], sizes: list[str], s: Settings,
