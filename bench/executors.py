@@ -83,7 +83,7 @@ def _submitit_folder(results: Path) -> Path:
 
 
 # -- local ---------------------------------------------------------------------------------------
-#: Relative training cost of a variant on CPU (smoke sweep, bench/README): for scheduling only.
+#: Relative training cost of a variant on CPU (smoke sweep timings, docs/performance.md): for scheduling only.
 _COST = {"sepc": 1.8, "sepc_lite": 1.1, "ibn": 1.05, "pconv": 1.0, "baseline": 1.0}
 
 def run_local(cells: list[Cell], results: Path, opts: Options, jobs: int = 1,

@@ -1,4 +1,4 @@
-"""Latency, parameters and FLOPs of a built detector (../shared/docs/measurement.md).
+"""Latency, parameters and FLOPs of a built detector.
 
 Two protocols, each saying what it times:
 1. model step: batch 1, one real validation image padded to a fixed size, forward + NMS

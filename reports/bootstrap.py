@@ -3,7 +3,7 @@
 Why: adjacent cells of the SEPC table differ by 0.5-1.2 AP while one recipe's COCO AP
 moves 0.1-0.3 AP from run to run, so a delta needs an interval. From single runs, the
 paired bootstrap resamples the evaluation images with replacement and recomputes BOTH
-APs on the same resample (docs/measurement.md); with several seeds per cell,
+APs on the same resample; with several seeds per cell,
 `seed_deltas` gives a Welch t-interval of the difference of seed means.
 
 Exactness: COCOeval.evaluate() (pycocotools) runs ONCE per detection set; its per-image

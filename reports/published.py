@@ -1,8 +1,8 @@
 """The published numbers of SEPC (CVPR 2020), Table 1-style, for the COCO profiles.
 
 Kept as data in one place so that the table, the plots and the HTML report
-quote the same values and footnotes (source: shared/docs/sepc-spec.md,
-"Published numbers").
+quote the same values and footnotes (sources: the paper, arXiv 2005.03101, Table 1 and
+its text; mmdetection 1.1's model zoo for the RetinaNet baseline the paper does not print).
 """
 
 from __future__ import annotations

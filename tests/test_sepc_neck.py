@@ -120,7 +120,7 @@ def test_lcconv_padding_option(padding, expect):
 
 
 def _original_keys(ibn, pconv_deform, lcconv_deform):
-    """The released checkpoints' neck names (sepc-spec.md), written out independently."""
+    """The released checkpoints' neck names (as the SEPC release's sepc.py names them), written out independently."""
     keys = []
     for i in range(4):
         for j in range(3):
