@@ -384,7 +384,7 @@ def _cell_dir(results: Path, name: str) -> Path:
 
 def cmd_compare(args) -> int:
     """A minus B: both cells' metrics, the paired image-level bootstrap interval, the verdict."""
-    from reports.bootstrap import bootstrap_cells
+    from reports.compare import bootstrap_cells
 
     from .store import read_json
 

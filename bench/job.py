@@ -328,14 +328,16 @@ class CellJob(submitit.helpers.Checkpointable):
     def _cache_eval_records(store: CellStore, ann_file: str) -> None:
         """Per-image COCOeval records beside the detections, for `bench compare` (the paired
         bootstrap then resamples without evaluating again)."""
-        from reports.bootstrap import (ALL_METRICS, RECORDS_FILE, evaluate_records,
-                                       save_records)
+        from reports.compare import read_json, save_records
+        from reports.schema import DETECTIONS_FILE, RECORDS_FILE
+        from reports.stats import ALL_METRICS, evaluate_records
 
-        dets = store.dir / "detections.bbox.json"
+        dets = store.dir / DETECTIONS_FILE
         try:
             if dets.is_file():
-                save_records(evaluate_records(ann_file, dets, metrics=ALL_METRICS),
-                             store.dir / RECORDS_FILE)
+                records = evaluate_records(read_json(ann_file), read_json(dets),
+                                           metrics=ALL_METRICS)
+                save_records(records, store.dir / RECORDS_FILE)
         except Exception as exc:  # noqa: BLE001 - a cache: compare evaluates without it
             print(f"[sepc-bench] evaluation records not cached: {exc}", flush=True)
 

@@ -39,6 +39,10 @@ def parse_cell_key(key: str) -> dict[str, Any]:
                 source=m["source"] or "trained")
 
 
+#: Files a cell's folder holds besides result.json (docs/results-schema.md).
+DETECTIONS_FILE = "detections.bbox.json"  # COCO-format detections on the evaluation split
+RECORDS_FILE = "eval_records.npz"         # their per-image COCOeval records (reports.stats)
+
 #: COCO box metrics of a row, in percent (0-100), pycocotools' numbers.
 METRICS: tuple[str, ...] = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")
 #: mmdet's CocoMetric item (``coco/bbox_<item>``) of each metric.

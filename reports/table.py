@@ -132,7 +132,7 @@ def _delta_intervals(done: pd.DataFrame, metric: str = "AP") -> dict[tuple[str, 
     if done.empty or not (done.groupby(["detector", "variant"]).size() >= 2).any():
         return {}  # no cell has two seeds: nothing to ask for
     try:
-        bootstrap = importlib.import_module("reports.bootstrap")
+        bootstrap = importlib.import_module("reports.stats")
     except Exception:
         return {}
     out: dict[tuple[str, str], tuple[float, float]] = {}

@@ -1,4 +1,5 @@
-"""Tests of reports.bootstrap: exactness against pycocotools and the bootstrap's behaviour."""
+"""Tests of reports.stats (and reports.compare, which reads cells for it): exactness against
+pycocotools and the bootstrap's behaviour."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import pytest
 
 from pycocotools.cocoeval import COCOeval
 
-from reports import bootstrap as bs
+from reports import compare
+from reports import stats as bs
+from reports.stats import records as bsr
 
 CATS = [1, 2, 3, 5, 8]  # gaps, like COCO's ids
 
@@ -65,7 +68,7 @@ def make_dets(gt: dict, seed: int, *, sigma: float = 0.1, n_fp: int = 6, fp_scor
 
 def coco_stats(gt: dict, dets: list[dict]) -> np.ndarray:
     coco = bs.load_coco_gt(gt)
-    ev = COCOeval(coco, bs._load_results(coco, dets), "bbox")
+    ev = COCOeval(coco, bsr._load_results(coco, dets), "bbox")
     with contextlib.redirect_stdout(io.StringIO()):
         ev.evaluate()
         ev.accumulate()
@@ -75,7 +78,7 @@ def coco_stats(gt: dict, dets: list[dict]) -> np.ndarray:
 
 def assert_matches_pycocotools(mine: dict[str, float], stats: np.ndarray) -> None:
     for m, v in mine.items():
-        assert v == pytest.approx(stats[bs._STATS_INDEX[m]], abs=1e-9), m
+        assert v == pytest.approx(stats[bsr._STATS_INDEX[m]], abs=1e-9), m
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
@@ -106,7 +109,7 @@ def test_recall_lut_matches_float_comparison() -> None:
     """count(tp) equals pycocotools' float comparison rc = tp / n >= thr, ties included."""
     thr = np.linspace(.0, 1.00, int(np.round((1.00 - .0) / .01)) + 1, endpoint=True)
     n = np.arange(1, 700, dtype=float)
-    off, table = bs._recall_lut(n, thr)
+    off, table = bsr._recall_lut(n, thr)
     for k in range(len(n)):
         tp = np.arange(int(n[k]) + 1)
         want = np.searchsorted(thr, tp / n[k], side="right")
@@ -243,7 +246,7 @@ def test_bootstrap_cells(tmp_path) -> None:
         cell.mkdir(parents=True)
         (cell / "detections.bbox.json").write_text(json.dumps(make_dets(gt, seed)))
         (cell / "result.json").write_text(json.dumps({"ann_file": str(tmp_path / "ann.json")}))
-    r = bs.bootstrap_cells(tmp_path / "store/retinanet__sepc__s0",
+    r = compare.bootstrap_cells(tmp_path / "store/retinanet__sepc__s0",
                            tmp_path / "store/retinanet__baseline__s0", n_boot=50)
     direct = bs.bootstrap_detections(gt, make_dets(gt, 42), make_dets(gt, 43), n_boot=50)
     assert r.to_dict() == direct.to_dict()
@@ -285,16 +288,16 @@ def test_cached_records_round_trip_and_are_used(tmp_path) -> None:
         (cell / "detections.bbox.json").write_text(json.dumps(make_dets(gt, seed)))
         (cell / "result.json").write_text(json.dumps({"ann_file": str(tmp_path / "ann.json")}))
     a, b = cells["retinanet__sepc__s0"], cells["retinanet__baseline__s0"]
-    fresh = bs.bootstrap_cells(a, b, n_boot=50)
+    fresh = compare.bootstrap_cells(a, b, n_boot=50)
     for cell in (a, b):
         rec = bs.evaluate_records(gt, make_dets(gt, 52 if cell == a else 53),
                                   metrics=bs.ALL_METRICS)
-        bs.save_records(rec, cell / bs.RECORDS_FILE)
-        back = bs.load_records(cell / bs.RECORDS_FILE)
+        compare.save_records(rec, cell / compare.RECORDS_FILE)
+        back = compare.load_records(cell / compare.RECORDS_FILE)
         assert bs.accumulate(back, metrics=bs.ALL_METRICS) == bs.accumulate(
             rec, metrics=bs.ALL_METRICS)
         assert not list(cell.glob(".*tmp*"))  # written atomically
         # From now on the detections are not read: make them useless to prove it.
         (cell / "detections.bbox.json").write_text("[]")
-    cached = bs.bootstrap_cells(a, b, n_boot=50)
+    cached = compare.bootstrap_cells(a, b, n_boot=50)
     assert cached.to_dict() == fresh.to_dict()

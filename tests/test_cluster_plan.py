@@ -1,7 +1,6 @@
 """What a cluster sweep is planned as, before anything runs: layout, total batch and lr,
 iteration budgets on epoch schedules, pilots' forecasts, statuses, rank-0 writes (no training)."""
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path

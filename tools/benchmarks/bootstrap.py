@@ -1,4 +1,4 @@
-"""Benchmark of reports.bootstrap on a synthetic val2017-sized case.
+"""Benchmark of reports.stats (the paired bootstrap) on a synthetic val2017-sized case.
 
 Why: the paired bootstrap must stay cheap enough to run for every table cell
 (target: < 60 s per pair, 1000 resamples, 2 cores). Builds, in memory, COCO-like ground
@@ -153,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from pycocotools.cocoeval import COCOeval
 
-    from reports import bootstrap as bs
+    from reports import compare
+    from reports import stats as bs
+    from reports.stats import records as bsr
 
     metrics = (bs.DEFAULT_METRICS if args.metrics is None else bs.ALL_METRICS
                if args.metrics == "all" else tuple(args.metrics.split(",")))
@@ -188,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.no_check:
             continue
         # reference: plain pycocotools on the same set (all area ranges, as usual)
-        ev = COCOeval(coco, bs._load_results(coco, dets), "bbox")
+        ev = COCOeval(coco, bsr._load_results(coco, dets), "bbox")
         t = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):
             ev.evaluate()
@@ -198,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             ev.accumulate()
             ev.summarize()
         ta = time.perf_counter() - t
-        err = max(abs(mine[m] - ev.stats[bs._STATS_INDEX[m]]) for m in metrics)
+        err = max(abs(mine[m] - ev.stats[bsr._STATS_INDEX[m]]) for m in metrics)
         fig.update({f"pycocotools_evaluate_{name}_s": te,
                     f"pycocotools_accumulate_{name}_s": ta, f"max_abs_err_{name}": err})
         print(f"{name}: reference pycocotools evaluate (4 area ranges, 1 process) {te:.1f} s, "
@@ -223,9 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     # (eval_records.npz), so a comparison is load + bootstrap.
     with tempfile.TemporaryDirectory() as tmp:
         for name in recs:
-            bs.save_records(recs[name], Path(tmp) / f"{name}.npz")
+            compare.save_records(recs[name], Path(tmp) / f"{name}.npz")
         t = time.perf_counter()
-        loaded = {name: bs.load_records(Path(tmp) / f"{name}.npz") for name in recs}
+        loaded = {name: compare.load_records(Path(tmp) / f"{name}.npz") for name in recs}
         cached = bs.paired_bootstrap(loaded["variant"], loaded["baseline"], n_boot=args.n_boot,
                                      seed=args.seed, metrics=metrics, workers=args.workers)
         fig["compare_cached_s"] = time.perf_counter() - t

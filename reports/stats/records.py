@@ -1,4 +1,4 @@
-"""Paired, image-level bootstrap of COCO box-AP differences (variant minus baseline).
+"""Per-image COCOeval records, and COCOeval.accumulate() re-run from them with image weights.
 
 Why: adjacent cells of the SEPC table differ by 0.5-1.2 AP while one recipe's COCO AP
 moves 0.1-0.3 AP from run to run, so a delta needs an interval. From single runs, the
@@ -30,35 +30,14 @@ Units: `accumulate` returns pycocotools units (fractions, -1 where undefined);
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
-import json
-import math
 import multiprocessing as mp
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-__all__ = [
-    "ALL_METRICS",
-    "DEFAULT_METRICS",
-    "BootstrapResult",
-    "EvalRecords",
-    "MetricDelta",
-    "accumulate",
-    "bootstrap_cells",
-    "bootstrap_detections",
-    "evaluate_records",
-    "load_cell",
-    "load_coco_gt",
-    "paired_bootstrap",
-    "records_from_cocoeval",
-    "resample_weights",
-    "seed_deltas",
-]
 
 #: metric -> (area index in COCOeval.params.areaRng, IoU-threshold index or None = all, kind)
 _METRIC_SPEC: dict[str, tuple[int, int | None, str]] = {
@@ -166,28 +145,27 @@ class EvalRecords:
         return int(len(self.img_ids))
 
 
-def load_coco_gt(ann: str | os.PathLike | Mapping[str, Any] | Any) -> Any:
-    """A pycocotools COCO from a path, a dataset dict or a COCO (returned as is), quietly."""
+def load_coco_gt(ann: Mapping[str, Any] | Any) -> Any:
+    """A pycocotools COCO from a dataset dict, or a COCO (returned as is), quietly. Reading the
+    annotation file is the caller's (this room does no file I/O)."""
     from pycocotools.coco import COCO
 
     if isinstance(ann, COCO):
         return ann
+    if not isinstance(ann, Mapping):
+        raise TypeError(f"ground truth: a COCO dataset dict or a pycocotools COCO, not "
+                        f"{type(ann).__name__}")
     with contextlib.redirect_stdout(io.StringIO()):
-        if isinstance(ann, Mapping):
-            coco = COCO()
-            coco.dataset = dict(ann)
-            coco.createIndex()
-            return coco
-        return COCO(str(ann))
+        coco = COCO()
+        coco.dataset = dict(ann)
+        coco.createIndex()
+        return coco
 
 
-def _load_results(coco_gt: Any, dets: str | os.PathLike | Sequence[Mapping[str, Any]]) -> Any:
+def _load_results(coco_gt: Any, dets: Sequence[Mapping[str, Any]]) -> Any:
     """COCO.loadRes on copies of the rows (loadRes mutates them); also takes no rows."""
     from pycocotools.coco import COCO
 
-    if isinstance(dets, (str, os.PathLike)):
-        with open(dets) as f:
-            dets = json.load(f)
     rows = [dict(d) for d in dets]
     with contextlib.redirect_stdout(io.StringIO()):
         if rows:
@@ -363,7 +341,7 @@ def _make_records(p: Any, per_cat: list[dict[int, tuple]], area_idx: tuple[int, 
 
 def evaluate_records(
     coco_gt: Any,
-    detections: str | os.PathLike | Sequence[Mapping[str, Any]],
+    detections: Sequence[Mapping[str, Any]],
     *,
     metrics: Sequence[str] = ALL_METRICS,
     img_ids: Sequence[int] | None = None,
@@ -373,7 +351,7 @@ def evaluate_records(
 
     Why: evaluate() (IoUs, greedy matching, crowd/area ignore) is the expensive, exact
     part; it does not depend on the resample, so it runs once and accumulate() is redone
-    per resample from these arrays. `coco_gt`: COCO, path or dataset dict. `workers` > 1
+    per resample from these arrays. `coco_gt`: COCO or dataset dict. `workers` > 1
     splits the categories over forked processes (evaluate is per category; same result).
     """
     from pycocotools.cocoeval import COCOeval
@@ -560,243 +538,10 @@ def accumulate(records: EvalRecords, weights: np.ndarray | None = None,
     return _metrics_from_curves(curves, metrics)
 
 
-# ------------------------------------------------------------------------- bootstrap
-@dataclass
-class MetricDelta:
-    """One metric's variant-minus-baseline delta, in AP points (percent)."""
-
-    metric: str
-    point: float  # full-set variant - baseline
-    lo: float  # bootstrap percentile interval of the difference
-    hi: float
-    excludes_zero: bool  # lo > 0 or hi < 0
-    baseline: float  # full-set values
-    variant: float
-    se: float  # bootstrap standard deviation of the difference
-    n_valid: int  # resamples in which the metric is defined for both sets
 
 
-@dataclass
-class BootstrapResult:
-    """Paired image-level bootstrap of variant - baseline (AP points, i.e. percent)."""
-
-    deltas: dict[str, MetricDelta]
-    n_boot: int
-    seed: int
-    level: float
-    n_images: int
-    samples: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
-
-    def to_frame(self) -> Any:
-        """One row per metric (pandas DataFrame)."""
-        import pandas as pd
-
-        rows = [dict(vars(d), n_boot=self.n_boot, seed=self.seed, level=self.level,
-                     n_images=self.n_images) for d in self.deltas.values()]
-        return pd.DataFrame(rows)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary (without the bootstrap samples)."""
-        return {"n_boot": self.n_boot, "seed": self.seed, "level": self.level,
-                "n_images": self.n_images,
-                "deltas": {k: vars(v).copy() for k, v in self.deltas.items()}}
-
-
-def _check_pair(a: EvalRecords, b: EvalRecords) -> None:
-    if not (np.array_equal(a.img_ids, b.img_ids) and np.array_equal(a.cat_ids, b.cat_ids)):
-        raise ValueError("paired bootstrap needs both detection sets evaluated on the same "
-                         "ground truth (same image and category ids)")
-
-
-def _stats(rec: EvalRecords, w: np.ndarray, metrics: tuple[str, ...]) -> dict[str, float]:
-    n_thr = len(rec.iou_thrs)
-    curves = {a: _area_curves(rec.areas[a], w, n_thr, rec.rec_thrs) for a in _areas_for(metrics)}
-    return _metrics_from_curves(curves, metrics)
-
-
-def _diff_rows(variant: EvalRecords, baseline: EvalRecords, weights: np.ndarray,
-               metrics: tuple[str, ...]) -> np.ndarray:
-    """(len(weights), len(metrics)) variant - baseline in AP points; NaN where undefined."""
-    out = np.empty((len(weights), len(metrics)))
-    for i, w in enumerate(weights):
-        sv, sb = _stats(variant, w, metrics), _stats(baseline, w, metrics)
-        out[i] = [(sv[m] - sb[m]) * 100.0 if sv[m] >= 0 and sb[m] >= 0 else np.nan
-                  for m in metrics]
-    return out
-
-
-# State handed to forked bootstrap workers (set just before the fork, cleared after).
-_BOOT_STATE: tuple[EvalRecords, EvalRecords, np.ndarray, tuple[str, ...]] | None = None
-
-
-def _boot_chunk(bounds: tuple[int, int]) -> np.ndarray:
-    assert _BOOT_STATE is not None
-    variant, baseline, weights, metrics = _BOOT_STATE
-    return _diff_rows(variant, baseline, weights[bounds[0]:bounds[1]], metrics)
-
-
-def resample_weights(n_images: int, n_boot: int, seed: int) -> np.ndarray:
-    """(n_boot, n_images) image multiplicities: n_images draws with replacement each.
-
-    Why a separate step: the draws depend only on (n_images, n_boot, seed), so results
-    do not depend on how the resamples are split over workers.
-    """
-    rng = np.random.default_rng(seed)
-    out = np.empty((n_boot, n_images), dtype=np.int32)
-    for i in range(n_boot):
-        out[i] = np.bincount(rng.integers(0, n_images, size=n_images), minlength=n_images)
-    return out
-
-
-def paired_bootstrap(
-    variant: EvalRecords,
-    baseline: EvalRecords,
-    *,
-    n_boot: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-    metrics: Sequence[str] = DEFAULT_METRICS,
-    workers: int = 1,
-) -> BootstrapResult:
-    """Paired image-level bootstrap interval of variant - baseline COCO metrics.
-
-    Why: one draw of images (with replacement, numpy default_rng(seed)) is applied to
-    BOTH sets, so image difficulty cancels and the interval reflects the variant's
-    effect on this image population. Interval: (1-level)/2 and (1+level)/2 percentiles
-    of the resampled differences; resamples where a metric is undefined (e.g. no small
-    gt drawn) are dropped for that metric (n_valid says how many remain). `workers` > 1
-    splits the resamples over forked processes (same numbers as workers=1).
-    """
-    global _BOOT_STATE
-    _check_pair(variant, baseline)
-    if not 0 < level < 1:
-        raise ValueError("level must be in (0, 1)")
-    metrics = tuple(metrics)
-    for rec in (variant, baseline):
-        if any(a not in rec.areas for a in _areas_for(metrics)):
-            raise ValueError("records were evaluated without the area ranges these metrics need")
-    n_img = variant.n_images
-    ones = np.ones(n_img, dtype=np.int32)
-    full_v, full_b = _stats(variant, ones, metrics), _stats(baseline, ones, metrics)
-    weights = resample_weights(n_img, n_boot, seed)
-    workers = max(1, min(int(workers), n_boot))
-    if workers == 1 or "fork" not in mp.get_all_start_methods():
-        rows = _diff_rows(variant, baseline, weights, metrics)
-    else:
-        edges = np.linspace(0, n_boot, 4 * workers + 1).astype(int)
-        _BOOT_STATE = (variant, baseline, weights, metrics)
-        try:
-            with mp.get_context("fork").Pool(workers) as pool:
-                parts = pool.map(_boot_chunk, list(zip(edges[:-1], edges[1:])))
-        finally:
-            _BOOT_STATE = None
-        rows = np.concatenate(parts) if parts else np.empty((0, len(metrics)))
-    diffs = {m: rows[:, j].copy() for j, m in enumerate(metrics)}
-    q_lo, q_hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
-    deltas: dict[str, MetricDelta] = {}
-    for m in metrics:
-        d = diffs[m][~np.isnan(diffs[m])]
-        lo, hi = (np.percentile(d, [q_lo, q_hi]) if len(d) else (np.nan, np.nan))
-        fv, fb = full_v[m], full_b[m]
-        point = (fv - fb) * 100.0 if fv >= 0 and fb >= 0 else np.nan
-        deltas[m] = MetricDelta(
-            metric=m, point=float(point), lo=float(lo), hi=float(hi),
-            excludes_zero=bool(lo > 0 or hi < 0),
-            baseline=fb * 100.0 if fb >= 0 else np.nan,
-            variant=fv * 100.0 if fv >= 0 else np.nan,
-            se=float(d.std(ddof=1)) if len(d) > 1 else np.nan, n_valid=int(len(d)))
-    return BootstrapResult(deltas=deltas, n_boot=n_boot, seed=seed, level=level,
-                           n_images=n_img, samples=diffs)
-
-
-def bootstrap_detections(
-    coco_gt: Any,
-    variant_dets: str | os.PathLike | Sequence[Mapping[str, Any]],
-    baseline_dets: str | os.PathLike | Sequence[Mapping[str, Any]],
-    *,
-    n_boot: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-    metrics: Sequence[str] = DEFAULT_METRICS,
-    workers: int = 1,
-) -> BootstrapResult:
-    """evaluate_records on both detection sets (same ground truth), then paired_bootstrap."""
-    gt = load_coco_gt(coco_gt)
-    rv = evaluate_records(gt, variant_dets, metrics=metrics, workers=workers)
-    rb = evaluate_records(gt, baseline_dets, metrics=metrics, workers=workers)
-    return paired_bootstrap(rv, rb, n_boot=n_boot, seed=seed, level=level, metrics=metrics,
-                            workers=workers)
-
-
-def _resolve_ann(ann: str, cell: Path) -> Path:
-    cand = [Path(ann)]
-    if not Path(ann).is_absolute():
-        cand += [cell / ann, cell.parent / ann, Path(__file__).resolve().parents[1] / ann]
-    for c in cand:
-        if c.is_file():
-            return c
-    tried = [str(c) for c in cand]
-    raise FileNotFoundError(f"ann_file {ann!r} of {cell} not found (tried {tried})")
-
-
-def load_cell(cell_dir: str | os.PathLike) -> tuple[Path, Path]:
-    """(detections.bbox.json, ann_file) of a result-store cell folder."""
-    cell = Path(cell_dir)
-    res = cell / "result.json"
-    dets = cell / "detections.bbox.json"
-    if not res.is_file():
-        raise FileNotFoundError(f"{res} missing")
-    if not dets.is_file():
-        raise FileNotFoundError(f"{dets} missing (cell not evaluated?)")
-    ann = json.loads(res.read_text()).get("ann_file")
-    if not ann:
-        raise ValueError(f"{res} has no ann_file")
-    return dets, _resolve_ann(str(ann), cell)
-
-
-def bootstrap_cells(
-    variant_cell: str | os.PathLike,
-    baseline_cell: str | os.PathLike,
-    *,
-    n_boot: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-    metrics: Sequence[str] = DEFAULT_METRICS,
-    ann_file: str | os.PathLike | None = None,
-    workers: int = 1,
-) -> BootstrapResult:
-    """Paired bootstrap of two result-store cells (for `bench compare A B`).
-
-    Reads each cell's detections.bbox.json and result.json's ann_file; both cells must
-    have been evaluated on the same annotation file (or pass `ann_file` to override).
-    """
-    dv, av = load_cell(variant_cell)
-    db, ab = load_cell(baseline_cell)
-    if ann_file is None:
-        if av.resolve() != ab.resolve():
-            raise ValueError(f"cells were evaluated on different annotation files: {av} vs {ab}")
-        ann_file = av
-    rv = _cached_records(variant_cell, metrics)
-    rb = _cached_records(baseline_cell, metrics)
-    if rv is None or rb is None:
-        return bootstrap_detections(ann_file, dv, db, n_boot=n_boot, seed=seed, level=level,
-                                    metrics=metrics, workers=workers)
-    return paired_bootstrap(rv, rb, n_boot=n_boot, seed=seed, level=level, metrics=metrics,
-                            workers=workers)
-
-
-# ------------------------------------------------------------------- cached records
-#: Per-image evaluation records a cell keeps next to its detections, written by the job right
-#: after its evaluation, so that `bench compare` skips COCOeval.evaluate() (~50 s per
-#: val2017-sized set) and only resamples.
-RECORDS_FILE = "eval_records.npz"
-
-
-def save_records(records: EvalRecords, path: str | os.PathLike) -> Path:
-    """Write records as a plain npz (no pickle), atomically."""
-    import dataclasses
-
-    path = Path(path)
+def records_to_arrays(records: EvalRecords) -> dict[str, np.ndarray]:
+    """Plain named arrays (for an npz file without pickle; the store writes and reads it)."""
     arrays: dict[str, np.ndarray] = {
         "img_ids": records.img_ids, "cat_ids": records.cat_ids, "iou_thrs": records.iou_thrs,
         "rec_thrs": records.rec_thrs, "n_dets": np.asarray(records.n_dets)}
@@ -804,92 +549,23 @@ def save_records(records: EvalRecords, path: str | os.PathLike) -> Path:
         for f in dataclasses.fields(arr):
             if f.name != "ws":
                 arrays[f"area{area}.{f.name}"] = np.asarray(getattr(arr, f.name))
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-    return path
+    return arrays
 
 
-def load_records(path: str | os.PathLike) -> EvalRecords:
-    with np.load(path, allow_pickle=False) as z:
-        areas: dict[int, dict[str, Any]] = {}
-        for key in z.files:
-            if key.startswith("area"):
-                area, name = key[4:].split(".", 1)
-                areas.setdefault(int(area), {})[name] = z[key]
-        return EvalRecords(
-            img_ids=z["img_ids"], cat_ids=z["cat_ids"], iou_thrs=z["iou_thrs"],
-            rec_thrs=z["rec_thrs"], n_dets=int(z["n_dets"]),
-            areas={a: _AreaArrays(**{k: int(v) if k == "n_cat" else v for k, v in d.items()})
-                   for a, d in areas.items()})
+def records_from_arrays(z: Mapping[str, np.ndarray]) -> EvalRecords:
+    """The inverse of :func:`records_to_arrays`."""
+    areas: dict[int, dict[str, Any]] = {}
+    for key in z:
+        if key.startswith("area"):
+            area, name = key[4:].split(".", 1)
+            areas.setdefault(int(area), {})[name] = z[key]
+    return EvalRecords(
+        img_ids=z["img_ids"], cat_ids=z["cat_ids"], iou_thrs=z["iou_thrs"],
+        rec_thrs=z["rec_thrs"], n_dets=int(z["n_dets"]),
+        areas={a: _AreaArrays(**{k: int(v) if k == "n_cat" else v for k, v in d.items()})
+               for a, d in areas.items()})
 
 
-def _cached_records(cell: str | os.PathLike, metrics: Sequence[str]) -> EvalRecords | None:
-    """The cell's cached records if they cover the area ranges ``metrics`` need."""
-    path = Path(cell) / RECORDS_FILE
-    if not path.is_file():
-        return None
-    try:
-        records = load_records(path)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # unreadable cache: evaluate again
-    return records if set(_areas_for(metrics)) <= set(records.areas) else None
-
-
-# ------------------------------------------------------------------------ seed level
-def seed_deltas(
-    df: Any,
-    metric: str = "AP",
-    *,
-    baseline: str = "baseline",
-    level: float = 0.95,
-    keys: Sequence[str] | None = None,
-    variant_col: str = "variant",
-) -> Any:
-    """Per (detector, variant): seeds, mean, std and a Welch t-interval of mean - baseline mean.
-
-    Why: with several seeds per cell, the difference of seed means with its Welch interval
-    (unequal variances, Satterthwaite df) is the table's honest delta. Rows with
-    status != "done" or a missing metric are dropped. `keys` (default: detector, and
-    source if present) say which rows share a baseline. delta/CI are NaN with < 2 seeds
-    on either side; with zero spread on both sides the interval collapses to the delta.
-    """
-    import pandas as pd
-    from scipy import stats as sst
-
-    d = df.copy()
-    if "status" in d.columns:
-        d = d[d["status"] == "done"]
-    d = d[d[metric].notna()]
-    if keys is None:
-        keys = [k for k in ("detector", "source") if k in d.columns]
-    keys = list(keys)
-    cols = keys + [variant_col, "n", "mean", "std", "delta", "delta_lo", "delta_hi",
-                   "df", "p_value", "excludes_zero"]
-    rows = []
-    for gkey, g in d.groupby(keys, dropna=False, sort=True) if keys else [((), d)]:
-        gkey = gkey if isinstance(gkey, tuple) else (gkey,)
-        base = g.loc[g[variant_col] == baseline, metric].to_numpy(float)
-        for var, gv in g.groupby(variant_col, sort=False):
-            x = gv[metric].to_numpy(float)
-            n, mean = len(x), float(x.mean())
-            std = float(x.std(ddof=1)) if n > 1 else math.nan
-            delta = lo = hi = dof = pval = math.nan
-            if len(base):
-                delta = mean - float(base.mean())
-            if var != baseline and n > 1 and len(base) > 1:
-                va, vb = x.var(ddof=1) / n, base.var(ddof=1) / len(base)
-                se = math.sqrt(va + vb)
-                if se > 0:
-                    dof = (va + vb) ** 2 / (va**2 / (n - 1) + vb**2 / (len(base) - 1))
-                    half = float(sst.t.ppf((1 + level) / 2, dof)) * se
-                    lo, hi = delta - half, delta + half
-                    pval = float(2 * sst.t.sf(abs(delta) / se, dof))
-                else:
-                    lo = hi = delta
-                    pval = 0.0 if delta != 0 else 1.0
-            rows.append(dict(zip(keys, gkey), **{
-                variant_col: var, "n": n, "mean": mean, "std": std, "delta": delta,
-                "delta_lo": lo, "delta_hi": hi, "df": dof, "p_value": pval,
-                "excludes_zero": bool(lo > 0 or hi < 0)}))
-    return pd.DataFrame(rows, columns=cols)
+def covers(records: EvalRecords, metrics: Sequence[str]) -> bool:
+    """Whether ``records`` hold the area ranges ``metrics`` need."""
+    return set(_areas_for(metrics)) <= set(records.areas)
