@@ -259,7 +259,7 @@ def _apply_variant(cfg, cell: Cell, padding: int) -> None:
     cfg.model.neck = [fpn, dict(type="SEPC", in_channels=[width] * fpn["num_outs"],
                                 out_channels=width, num_outs=fpn["num_outs"], Pconv_num=4,
                                 lcconv_padding=padding, **variant.neck_args())]
-    cfg.model.bbox_head.type = DETECTORS[cell.detector]
+    cfg.model.bbox_head.type = DETECTORS[cell.detector].head
     cfg.model.bbox_head.stacked_convs = 0
 
 

@@ -4,17 +4,30 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-#: Detectors in the paper's row order, with the mmdet head each one's SEPC head subclasses.
-DETECTORS: dict[str, str] = {
-    "retinanet": "SEPCRetinaHead",
-    "freeanchor": "SEPCFreeAnchorRetinaHead",
-    "fsaf": "SEPCFSAFHead",
-}
+@dataclass(frozen=True)
+class Detector:
+    """One row of the table: a detector (its config is experiments/_base_/<name>.py) and the
+    SEPC head (sepc/heads) that replaces its head on the SEPC neck."""
+
+    name: str
+    head: str
+    paper: bool = True  # a row of the paper's table: in the default selection
+
+
+#: Detectors in the paper's row order, then the others ("all" selects them too).
+DETECTORS: dict[str, Detector] = {d.name: d for d in [
+    Detector("retinanet", "SEPCRetinaHead"),
+    Detector("freeanchor", "SEPCFreeAnchorRetinaHead"),
+    Detector("fsaf", "SEPCFSAFHead"),
+    # not in the paper: ATSS (R-50-FPN 1x), which UniverseNet ported SEPC to (docs/atss.md)
+    Detector("atss", "SEPCATSSHead", paper=False),
+]}
 
 
 @dataclass(frozen=True)
 class Variant:
-    """One column of the paper's table (sepc-spec.md, "The variants of the ablation")."""
+    """One column of the paper's table (sepc-spec.md, "The variants of the ablation"), or one
+    beyond it (``paper=False``)."""
 
     name: str
     label: str
@@ -23,6 +36,7 @@ class Variant:
     pconv_deform: bool = False
     lcconv_deform: bool = False
     imgs_per_gpu: int = 2  # the paper's: 4 with iBN (BN statistics need >= 4 images)
+    paper: bool = True  # a column of the paper's table: in the default selection
 
     def neck_args(self) -> dict:
         return dict(iBN=self.ibn, pconv_deform=self.pconv_deform,
@@ -36,6 +50,9 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
     Variant("sepc_lite", "SEPC-lite", sepc=True, ibn=True, lcconv_deform=True, imgs_per_gpu=4),
     Variant("sepc", "SEPC", sepc=True, ibn=True, pconv_deform=True, lcconv_deform=True,
             imgs_per_gpu=4),
+    # SEPC without iBN: UniverseNet's choice for ATSS (2 images per GPU, no BN statistics)
+    Variant("sepc_noibn", "SEPC w/o iBN", sepc=True, pconv_deform=True, lcconv_deform=True,
+            paper=False),
 ]}
 
 
@@ -86,11 +103,27 @@ def check_names(names: list[str], known: dict, what: str) -> list[str]:
     return names
 
 
+def default_names(known: dict) -> list[str]:
+    """The default selection of a table (DETECTORS, VARIANTS, ...): the paper's entries, i.e.
+    all but those flagged ``paper=False``."""
+    return [k for k, v in known.items() if getattr(v, "paper", True)]
+
+
 def parse_list(text: str | None, known: dict, what: str) -> list[str]:
-    """'a,b' -> ['a', 'b'] checked against ``known``; None or 'all' -> all of them."""
-    if text is None or text.strip() in ("", "all"):
+    """'a,b' -> ['a', 'b'] checked against ``known``; 'all' -> all of them; None or '' -> the
+    default selection (:func:`default_names`)."""
+    if text is None or text.strip() == "":
+        return default_names(known)
+    if text.strip() == "all":
         return list(known)
     return check_names([t.strip() for t in text.split(",") if t.strip()], known, what)
+
+
+def list_help(known: dict) -> str:
+    """--detectors/--variants help: the names, and what the default selects."""
+    extra = [k for k in known if k not in default_names(known)]
+    return (f"comma list of {', '.join(known)}, or all (default: "
+            f"{', '.join(default_names(known)) if extra else 'all'})")
 
 
 def parse_seeds(text: str | None) -> list[int]:
@@ -113,6 +146,7 @@ def parse_seeds(text: str | None) -> list[int]:
 
 def cells(profile: str, detectors: list[str] | None = None, variants: list[str] | None = None,
           seeds: list[int] | None = None) -> list[Cell]:
-    """All cells of a profile in table order (detector rows, variant columns, then seeds)."""
-    return [Cell(profile, d, v, s) for d in (detectors or list(DETECTORS))
-            for v in (variants or list(VARIANTS)) for s in (seeds or [0])]
+    """Cells of a profile in table order (detector rows, variant columns, then seeds); by
+    default the paper's table."""
+    return [Cell(profile, d, v, s) for d in (detectors or default_names(DETECTORS))
+            for v in (variants or default_names(VARIANTS)) for s in (seeds or [0])]

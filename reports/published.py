@@ -1,4 +1,5 @@
-"""The published numbers of SEPC (CVPR 2020), Table 1-style, for the COCO profiles.
+"""The published numbers of SEPC (CVPR 2020), Table 1-style, for the COCO profiles, and
+beside them, marked as not the paper's, UniverseNet's published ATSS figures.
 
 Kept as data in one place so that the table, the plots and the HTML report
 quote the same values and footnotes (source: shared/docs/sepc-spec.md,
@@ -24,9 +25,13 @@ PUBLISHED_AP: dict[tuple[str, str], float] = {
     ("fsaf", "ibn"): 39.1,
     ("fsaf", "sepc_lite"): 40.5,
     ("fsaf", "sepc"): 41.6,
+    # not the paper's: ATSS with SEPC without iBN as UniverseNet ported it (mmdet 2.x), beside
+    # mmdet 2.x's own ATSS (NOT_PRINTED says so in the table)
+    ("atss", "baseline"): 39.4,
+    ("atss", "sepc_noibn"): 42.1,
 }
 
-#: Values the authors did not print: marker and footnote text.
+#: Values the authors did not print (or that are not theirs): marker and footnote text.
 NOT_PRINTED: dict[tuple[str, str], tuple[str, str]] = {
     ("retinanet", "baseline"): (
         "*",
@@ -35,6 +40,16 @@ NOT_PRINTED: dict[tuple[str, str], tuple[str, str]] = {
     ("freeanchor", "baseline"): (
         "**",
         'derived from the paper text ("41.7, +3.2" for SEPC-lite in the paper body)',
+    ),
+    ("atss", "baseline"): (
+        "†",
+        "not the paper's: mmdet 2.x model zoo, ATSS R-50-FPN 1x (the baseline UniverseNet "
+        "compares with)",
+    ),
+    ("atss", "sepc_noibn"): (
+        "‡",
+        "not the paper's: UniverseNet (shinya7y/UniverseNet, mmdet 2.x), ATSS+SEPC without "
+        "iBN, R-50-FPN 1x, 8 GPUs x 2 images",
     ),
 }
 

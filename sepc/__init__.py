@@ -1,13 +1,14 @@
 """SEPC (Scale-equalizing Pyramid Convolution, CVPR 2020) as an mmdet 3.x plugin.
 
 Importing this package (``custom_imports=dict(imports=['sepc'])`` in a config) registers the
-``SEPC`` neck and the ``SEPCRetinaHead``, ``SEPCFSAFHead`` and ``SEPCFreeAnchorRetinaHead``
-heads in mmdet's MODELS registry, mmdet 1.1's conventions for training and evaluating as the authors
-did (``sepc.legacy``: coder, IoU, transforms, metric), the release's own FSAF assigner and loss
-(``sepc.legacy_fsaf``), and lets torch >= 2.6 load mmengine checkpoints.
+``SEPC`` neck and the ``SEPCRetinaHead``, ``SEPCFSAFHead``, ``SEPCFreeAnchorRetinaHead`` and
+``SEPCATSSHead`` heads in mmdet's MODELS registry, mmdet 1.1's conventions for training and
+evaluating as the authors did (``sepc.legacy``: coder, IoU, transforms, metric), the release's
+own FSAF assigner and loss (``sepc.legacy_fsaf``), and lets torch >= 2.6 load mmengine
+checkpoints.
 """
 from .checkpoint import allow_mmengine_checkpoints
-from .heads import SEPCFreeAnchorRetinaHead, SEPCFSAFHead, SEPCRetinaHead
+from .heads import SEPCATSSHead, SEPCFreeAnchorRetinaHead, SEPCFSAFHead, SEPCRetinaHead
 from .legacy import (LegacyBboxOverlaps2D, LegacyCocoMetric, LegacyDetDataPreprocessor,
                      LegacyLoadAnnotations, LegacyRandomFlip, LegacyResize, LegacyTBLRBBoxCoder)
 from .legacy_fsaf import EffectiveAreaAssigner, IoULossTBLR
@@ -17,7 +18,7 @@ from .ops import SEPCConv, deform_conv2d
 allow_mmengine_checkpoints()
 
 __all__ = ["SEPC", "PConvModule", "SEPCConv", "SEPCRetinaHead", "SEPCFSAFHead",
-           "SEPCFreeAnchorRetinaHead", "LegacyTBLRBBoxCoder", "LegacyCocoMetric",
+           "SEPCFreeAnchorRetinaHead", "SEPCATSSHead", "LegacyTBLRBBoxCoder", "LegacyCocoMetric",
            "LegacyBboxOverlaps2D", "LegacyDetDataPreprocessor", "LegacyLoadAnnotations",
            "LegacyRandomFlip", "LegacyResize", "EffectiveAreaAssigner", "IoULossTBLR",
            "deform_conv2d", "fuse_ibn", "allow_mmengine_checkpoints"]
