@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from .configs import Options, profiles
-from .matrix import DETECTORS, VARIANTS, MatrixError, cells, parse_list, parse_seeds
+from .matrix import (DETECTORS, VARIANTS, MatrixError, cells, list_help, parse_list,
+                     parse_seeds)
 from .store import CellStore, default_results
 
 
@@ -19,8 +20,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--results", type=Path, help="result store (default: results/<profile>)")
     g.add_argument("--data-root", help="a COCO-layout folder (annotations/instances_{train,val}"
                    "2017.json, train2017/, val2017/); default: the profile's own data")
-    g.add_argument("--detectors", help=f"comma list of {', '.join(DETECTORS)} (default: all)")
-    g.add_argument("--variants", help=f"comma list of {', '.join(VARIANTS)} (default: all)")
+    g.add_argument("--detectors", help=list_help(DETECTORS))
+    g.add_argument("--variants", help=list_help(VARIANTS))
     g.add_argument("--seeds", help="a count (3 -> seeds 0,1,2) or a list (0,7); default: 0")
     g.add_argument("--pretrained", help="backbone weights: torchvision://resnet50 or a local "
                    "checkpoint path (default: the profile's)")
@@ -418,9 +419,9 @@ def cmd_compare(args) -> int:
 
 def _perf_arguments(p: argparse.ArgumentParser) -> None:
     """Options of `perf` (checked in bench/perf.py, which imports torch: not at start-up)."""
-    p.add_argument("--detectors", help=f"comma list of {', '.join(DETECTORS)} (default: all)")
-    p.add_argument("--variants", help=f"comma list of {', '.join(VARIANTS)} (default: all; the "
-                   "baseline is added for the ratios)")
+    p.add_argument("--detectors", help=list_help(DETECTORS))
+    p.add_argument("--variants", help=list_help(VARIANTS) + "; the baseline is added for the "
+                   "ratios")
     p.add_argument("--sizes", default="paper,smoke", help="comma list of paper (800x1333 -> "
                    "800x1344, R-50 paper models) and smoke (256x256, smoke models); default both")
     p.add_argument("--device", help="cpu or cuda[:N] (default: cuda if available)")

@@ -23,7 +23,7 @@ from reports.schema import ACTIVE
 
 from .configs import Options, cell_profile, layout
 from .job import CellJob
-from .matrix import Cell, MatrixError
+from .matrix import VARIANTS, Cell, MatrixError
 from .store import CellStore, atomic_write_json, now, read_json
 
 
@@ -83,8 +83,12 @@ def _submitit_folder(results: Path) -> Path:
 
 
 # -- local ---------------------------------------------------------------------------------------
-#: Relative training cost of a variant on CPU (smoke sweep timings, docs/performance.md): for scheduling only.
-_COST = {"sepc": 1.8, "sepc_lite": 1.1, "ibn": 1.05, "pconv": 1.0, "baseline": 1.0}
+def _cost(cell: Cell) -> float:
+    """Relative training cost of a cell on CPU, from its variant's parts (smoke sweep timings,
+    docs/performance.md: the deformable PConvs about double a step): for scheduling only."""
+    v = VARIANTS[cell.variant]
+    return 1.0 + 0.8 * v.pconv_deform + 0.1 * v.lcconv_deform + 0.05 * v.ibn
+
 
 def run_local(cells: list[Cell], results: Path, opts: Options, jobs: int = 1,
               progress: bool = True, plan_opts: Options | None = None) -> dict[str, str]:
@@ -97,7 +101,7 @@ def run_local(cells: list[Cell], results: Path, opts: Options, jobs: int = 1,
     executor.update_parameters(timeout_min=24 * 60)
     # Longest first (the deformable SEPC cells cost ~2x): the last core is not left idle with
     # one long cell still to run.
-    pending = sorted(cells, key=lambda c: -_COST.get(c.variant, 1.0))
+    pending = sorted(cells, key=lambda c: -_cost(c))
     running: dict[str, tuple[Cell, submitit.Job]] = {}
     final: dict[str, str] = {}
     # `kill` of the sweep (SIGTERM) cancels its jobs like Ctrl-C does, instead of orphaning them.

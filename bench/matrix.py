@@ -54,14 +54,27 @@ def check_names(names: list[str], known: dict, what: str) -> list[str]:
     return names
 
 
+def default_names(known: dict) -> list[str]:
+    """The default selection of a table (DETECTORS, VARIANTS, ...): the paper's entries, i.e.
+    all but those flagged ``paper=False``."""
+    return [k for k, v in known.items() if getattr(v, "paper", True)]
+
+
 def parse_list(text: str | None, known: dict, what: str) -> list[str]:
     """'a,b' -> ['a', 'b'] checked against ``known``; None -> the paper's (the default
     selection); 'all' -> all of them."""
     if text is None or text.strip() == "":
-        return [name for name, entry in known.items() if getattr(entry, "paper", True)]
+        return default_names(known)
     if text.strip() == "all":
         return list(known)
     return check_names([t.strip() for t in text.split(",") if t.strip()], known, what)
+
+
+def list_help(known: dict) -> str:
+    """--detectors/--variants help: the names, and what the default selects."""
+    extra = [k for k in known if k not in default_names(known)]
+    return (f"comma list of {', '.join(known)}, or all (default: "
+            f"{', '.join(default_names(known)) if extra else 'all'})")
 
 
 def parse_seeds(text: str | None) -> list[int]:
@@ -85,10 +98,10 @@ def parse_seeds(text: str | None) -> list[int]:
 def cells(profile: str, detectors: list[str] | None = None, variants: list[str] | None = None,
           seeds: list[int] | None = None) -> list[Cell]:
     """All cells of a profile in table order (detector rows, variant columns, then seeds)."""
-    detectors = detectors or parse_list(None, DETECTORS, "detector")
-    variants = variants or parse_list(None, VARIANTS, "variant")
+    detectors = detectors or default_names(DETECTORS)
+    variants = variants or default_names(VARIANTS)
     return [Cell(profile, d, v, s) for d in detectors for v in variants for s in (seeds or [0])]
 
 
 __all__ = ["Cell", "DETECTORS", "VARIANTS", "Detector", "Variant", "MatrixError", "cells",
-           "check_names", "parse_list", "parse_seeds"]
+           "check_names", "default_names", "list_help", "parse_list", "parse_seeds"]

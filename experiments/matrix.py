@@ -39,14 +39,16 @@ class Variant:
                     lcconv_deform=self.lcconv_deform)
 
 
-#: Detectors in the paper's row order.
+#: Detectors in the paper's row order, then the others (``all`` selects them too).
 DETECTORS: dict[str, Detector] = {d.name: d for d in [
     Detector("retinanet", "RetinaNet", "SEPCRetinaHead"),
     Detector("freeanchor", "FreeAnchor", "SEPCFreeAnchorRetinaHead"),
     Detector("fsaf", "FSAF", "SEPCFSAFHead"),
+    # not in the paper: ATSS (R-50-FPN 1x), which UniverseNet ported SEPC to
+    Detector("atss", "ATSS", "SEPCATSSHead", paper=False),
 ]}
 
-#: Variants in the paper's column order.
+#: Variants in the paper's column order, then the others.
 VARIANTS: dict[str, Variant] = {v.name: v for v in [
     Variant("baseline", "Baseline", sepc=False),
     Variant("pconv", "PConv", sepc=True),
@@ -54,4 +56,7 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
     Variant("sepc_lite", "SEPC-lite", sepc=True, ibn=True, lcconv_deform=True, imgs_per_gpu=4),
     Variant("sepc", "SEPC", sepc=True, ibn=True, pconv_deform=True, lcconv_deform=True,
             imgs_per_gpu=4),
+    # not in the paper: SEPC without iBN, UniverseNet's choice for ATSS (2 images per GPU)
+    Variant("sepc_noibn", "SEPC w/o iBN", sepc=True, pconv_deform=True, lcconv_deform=True,
+            paper=False),
 ]}

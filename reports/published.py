@@ -1,51 +1,10 @@
-"""The published numbers of SEPC (CVPR 2020), Table 1-style, for the COCO profiles.
-
-Kept as data in one place so that the table, the plots and the HTML report
-quote the same values and footnotes (sources: the paper, arXiv 2005.03101, Table 1 and
-its text; mmdetection 1.1's model zoo for the RetinaNet baseline the paper does not print).
-"""
+"""Which profiles the published numbers (experiments/published.py) are held against, and what
+each such profile's rows are."""
 
 from __future__ import annotations
 
-#: COCO val2017 box AP, R-50-FPN, 1x schedule.
-PUBLISHED_AP: dict[tuple[str, str], float] = {
-    ("retinanet", "baseline"): 35.6,
-    ("retinanet", "pconv"): 37.0,
-    ("retinanet", "ibn"): 37.8,
-    ("retinanet", "sepc_lite"): 38.5,
-    ("retinanet", "sepc"): 39.6,
-    ("freeanchor", "baseline"): 38.5,
-    ("freeanchor", "pconv"): 39.7,
-    ("freeanchor", "ibn"): 41.0,
-    ("freeanchor", "sepc_lite"): 41.9,
-    ("freeanchor", "sepc"): 43.0,
-    ("fsaf", "baseline"): 36.8,
-    ("fsaf", "pconv"): 38.6,
-    ("fsaf", "ibn"): 39.1,
-    ("fsaf", "sepc_lite"): 40.5,
-    ("fsaf", "sepc"): 41.6,
-}
-
-#: Values the authors did not print: marker and footnote text.
-NOT_PRINTED: dict[tuple[str, str], tuple[str, str]] = {
-    ("retinanet", "baseline"): (
-        "*",
-        "not printed by the authors; mmdet 1.1 model-zoo value for that recipe",
-    ),
-    ("freeanchor", "baseline"): (
-        "**",
-        'derived from the paper text ("41.7, +3.2" for SEPC-lite in the paper body)',
-    ),
-}
-
-#: Published inference-time claims over the baseline (GTX 1080 Ti, batch 8,
-#: pre-processing + forward + NMS): percent, by variant.
-PUBLISHED_LATENCY_PCT: dict[str, float] = {"pconv": 3.0, "sepc_lite": 7.0}
-
-LATENCY_NOTE = (
-    "published claims: PConv ~+3%, SEPC-lite ~+7% inference time over the baseline "
-    "(one GTX 1080 Ti, batch 8, pre-processing + forward + NMS)"
-)
+from experiments.published import (LATENCY_NOTE, NOT_PRINTED, PUBLISHED_AP,  # noqa: F401
+                                   PUBLISHED_LATENCY_PCT)
 
 #: Profiles whose numbers are comparable with the published table.
 PUBLISHED_PROFILES: frozenset[str] = frozenset({"paper", "paper-modern"})

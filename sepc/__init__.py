@@ -1,13 +1,15 @@
 """SEPC (Scale-equalizing Pyramid Convolution, CVPR 2020) as an mmdet 3.x plugin.
 
 Importing this package (``custom_imports=dict(imports=['sepc'])`` in a config) registers the
-``SEPC`` neck and the ``SEPCRetinaHead``, ``SEPCFSAFHead`` and ``SEPCFreeAnchorRetinaHead``
-heads in mmdet's MODELS registry, mmdet 1.1's conventions for training and evaluating as the authors
-did (``sepc.legacy``: coder, IoU, transforms, metric), the release's own FSAF assigner and loss
-(``sepc.legacy_fsaf``), and lets torch >= 2.6 load mmengine checkpoints.
+``SEPC`` neck and the SEPC heads (``sepc.heads``: RetinaNet, FSAF, FreeAnchor, ATSS) in mmdet's
+MODELS registry, mmdet 1.1's conventions for training and
+evaluating as the authors did (``sepc.legacy``: coder, IoU, transforms, metric), the release's
+own FSAF assigner and loss (``sepc.legacy_fsaf``), and lets torch >= 2.6 load mmengine
+checkpoints.
 """
 from .checkpoint import allow_mmengine_checkpoints
-from .heads import SEPCFreeAnchorRetinaHead, SEPCFSAFHead, SEPCRetinaHead
+from . import heads
+from .heads import *  # noqa: F403  (every SEPC head: a new head needs no edit here)
 from .legacy import (LegacyBboxOverlaps2D, LegacyCocoMetric, LegacyDetDataPreprocessor,
                      LegacyLoadAnnotations, LegacyRandomFlip, LegacyResize, LegacyTBLRBBoxCoder)
 from .legacy_fsaf import EffectiveAreaAssigner, IoULossTBLR
@@ -16,9 +18,8 @@ from .ops import SEPCConv, deform_conv2d
 
 allow_mmengine_checkpoints()
 
-__all__ = ["SEPC", "PConvModule", "SEPCConv", "SEPCRetinaHead", "SEPCFSAFHead",
-           "SEPCFreeAnchorRetinaHead", "LegacyTBLRBBoxCoder", "LegacyCocoMetric",
-           "LegacyBboxOverlaps2D", "LegacyDetDataPreprocessor", "LegacyLoadAnnotations",
+__all__ = ["SEPC", "PConvModule", "SEPCConv", *heads.__all__, "LegacyTBLRBBoxCoder",
+           "LegacyCocoMetric", "LegacyBboxOverlaps2D", "LegacyDetDataPreprocessor", "LegacyLoadAnnotations",
            "LegacyRandomFlip", "LegacyResize", "EffectiveAreaAssigner", "IoULossTBLR",
            "deform_conv2d", "fuse_ibn", "allow_mmengine_checkpoints"]
 __version__ = "0.1.0"

@@ -35,17 +35,40 @@ def coco_root(tmp_path_factory):
     return root
 
 
+PAPER_DETECTORS = ["retinanet", "freeanchor", "fsaf"]
+PAPER_VARIANTS = ["baseline", "pconv", "ibn", "sepc_lite", "sepc"]
+
+
 def test_matrix_is_15_cells_in_table_order():
     cs = cells("smoke")
     assert len(cs) == 15
     assert [c.detector for c in cs[:5]] == ["retinanet"] * 5
-    assert [c.variant for c in cs[:5]] == list(VARIANTS)
+    assert [c.variant for c in cs[:5]] == PAPER_VARIANTS
     assert len({c.key for c in cells("smoke", seeds=[0, 1, 2])}) == 45
+
+
+def test_default_selection_is_the_papers_table_and_all_adds_the_rest():
+    """No --detectors/--variants: the paper's 3 x 5; ATSS and SEPC without iBN only when named
+    or with 'all' (the ``paper`` flag of the matrix entries)."""
+    assert parse_list(None, DETECTORS, "detector") == PAPER_DETECTORS
+    assert parse_list(" ", VARIANTS, "variant") == PAPER_VARIANTS
+    assert parse_list("all", DETECTORS, "detector") == [*PAPER_DETECTORS, "atss"]
+    assert parse_list("all", VARIANTS, "variant") == [*PAPER_VARIANTS, "sepc_noibn"]
+    assert [c.key for c in cells("smoke", ["atss"])] == [f"atss__{v}__s0" for v in PAPER_VARIANTS]
+    every = cells("smoke", parse_list("all", DETECTORS, "detector"),
+                  parse_list("all", VARIANTS, "variant"))
+    assert len(every) == 24 and every[-1].key == "atss__sepc_noibn__s0"
+    rows = json.loads(bench_cli("plan", "--detectors", "atss", "--variants", "baseline,sepc_noibn",
+                                "--json", check=True).stdout)
+    assert [(r["cell"], r["head"]) for r in rows] == [("atss__baseline__s0", "ATSSHead"),
+                                                      ("atss__sepc_noibn__s0", "SEPCATSSHead")]
+    assert len(json.loads(bench_cli("plan", "--json", check=True).stdout)) == 15
+    assert "default: retinanet, freeanchor, fsaf)" in " ".join(
+        bench_cli("plan", "--help", check=True).stdout.split())
 
 
 def test_parse_lists_and_seeds():
     assert parse_list("fsaf,retinanet", DETECTORS, "detector") == ["fsaf", "retinanet"]
-    assert parse_list(None, VARIANTS, "variant") == list(VARIANTS)
     assert parse_seeds("3") == [0, 1, 2] and parse_seeds("0,7") == [0, 7]
     for bad in ("0", "x", "1,1"):
         with pytest.raises(MatrixError):

@@ -19,14 +19,14 @@ import torch
 import sepc  # noqa: F401
 from bench.cli import main as bench_main
 from bench.configs import Options, resolve
-from bench.matrix import DETECTORS, VARIANTS, Cell
+from bench.matrix import DETECTORS, VARIANTS, Cell, cells
 from reports.schema import METRICS
 from bench.released import ManifestError, load_manifest, load_released, released_cells
 from sepc.checkpoint import CheckpointConversionError, read_mmdet1_checkpoint, \
     save_mmdet1_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
-CELLS = [(d, v) for d in DETECTORS for v in VARIANTS]
+CELLS = [(c.detector, c.variant) for c in cells("paper")]  # the table the authors released
 
 
 def _cfg(root: Path, det: str, var: str):

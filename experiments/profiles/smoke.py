@@ -17,9 +17,11 @@ bench = dict(
     threads=1, workers=0,
     # Anchors at half the paper's size, as the images are: RetinaNet/FreeAnchor's P3 anchors
     # start at 16 px, P7's reach 400 px, so the synthetic 8-256 px objects span P3-P7.
+    # ATSS's one anchor per location: 4 x stride instead of 8 x (32 px at P3, 256 px at P6).
     per_detector=dict(
         retinanet=dict(model=dict(bbox_head=dict(anchor_generator=dict(octave_base_scale=2)))),
         freeanchor=dict(model=dict(bbox_head=dict(anchor_generator=dict(octave_base_scale=2)))),
+        atss=dict(model=dict(bbox_head=dict(anchor_generator=dict(octave_base_scale=4)))),
     ),
     latency=dict(size=(256, 256), warmup=10, iters=30,
                  paper_batch=8, paper_skip=3, paper_iters=6),

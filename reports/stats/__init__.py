@@ -3,7 +3,8 @@
 - :mod:`.records`: per-image COCOeval records of one detection set, and COCOeval.accumulate()
   re-run from them with image weights (exact to pycocotools on the identity resample);
 - :mod:`.bootstrap`: the paired image-level bootstrap of variant minus baseline;
-- :mod:`.seeds`: the Welch interval over seeds.
+- :mod:`.seeds`: the Welch interval over seeds;
+- :mod:`.tide`: the TIDE error decomposition (Bolya et al., ECCV 2020) of one detection set.
 
 The job (``bench``) and the reports both use it; reading and writing the store's files around
 it is theirs (``reports.compare``).
@@ -14,8 +15,9 @@ from reports.stats.records import (ALL_METRICS, DEFAULT_METRICS, EvalRecords, ac
                                    evaluate_records, load_coco_gt, records_from_arrays,
                                    records_from_cocoeval, records_to_arrays)
 from reports.stats.seeds import seed_deltas
+from reports.stats.tide import TideResult, tide
 
 __all__ = ["ALL_METRICS", "DEFAULT_METRICS", "BootstrapResult", "EvalRecords", "MetricDelta",
            "accumulate", "bootstrap_detections", "covers", "evaluate_records", "load_coco_gt",
            "paired_bootstrap", "records_from_arrays", "records_from_cocoeval",
-           "records_to_arrays", "resample_weights", "seed_deltas"]
+           "records_to_arrays", "resample_weights", "seed_deltas", "tide", "TideResult"]

@@ -1,4 +1,4 @@
-"""mmdet's RetinaNet, FSAF and FreeAnchor heads taking the SEPC neck's (cls, loc) pairs.
+"""mmdet's RetinaNet, FSAF, FreeAnchor and ATSS heads taking the SEPC neck's (cls, loc) pairs.
 
 Each head subclasses mmdet's own, so losses, assignment and post-processing are mmdet's (or
 what the config names instead, e.g. the release's FSAF assigner and loss). The only change is
@@ -8,7 +8,8 @@ run on top of the neck.
 """
 from __future__ import annotations
 
-from mmdet.models.dense_heads import FreeAnchorRetinaHead, FSAFHead, RetinaHead
+from mmcv.cnn import Scale
+from mmdet.models.dense_heads import ATSSHead, FreeAnchorRetinaHead, FSAFHead, RetinaHead
 from mmdet.registry import MODELS
 from torch import Tensor
 
@@ -55,3 +56,26 @@ class SEPCFreeAnchorRetinaHead(FreeAnchorRetinaHead, SEPCRetinaHead):
 
     def __init__(self, *args, stacked_convs: int = 0, **kwargs) -> None:
         super().__init__(*args, stacked_convs=stacked_convs, **kwargs)
+
+
+@MODELS.register_module()
+class SEPCATSSHead(ATSSHead):
+    """ATSSHead on SEPC features (Args as mmdet's ATSSHead; ``stacked_convs`` defaults to 0).
+
+    Not in the paper: SEPC on ATSS as UniverseNet ported it (its ``ATSSSEPCHead``): the
+    centerness branch reads the loc feature, as mmdet's reads the reg tower's output.
+    """
+
+    def __init__(self, *args, stacked_convs: int = 0, **kwargs) -> None:
+        super().__init__(*args, stacked_convs=stacked_convs, **kwargs)
+
+    def forward_single(self, x: Tensor | tuple[Tensor, Tensor],
+                       scale: Scale) -> tuple[Tensor, Tensor, Tensor]:
+        cls_feat, reg_feat = split_pair(x)
+        for conv in self.cls_convs:
+            cls_feat = conv(cls_feat)
+        for conv in self.reg_convs:
+            reg_feat = conv(reg_feat)
+        # as mmdet's: no exp on the deltas, the learnable per-level scale only
+        bbox_pred = scale(self.atss_reg(reg_feat)).float()
+        return self.atss_cls(cls_feat), bbox_pred, self.atss_centerness(reg_feat)

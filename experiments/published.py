@@ -1,0 +1,63 @@
+"""Published numbers, as data: SEPC's (CVPR 2020) table and latency claims, and beside them,
+marked as not the paper's, figures for detectors the paper did not run (ATSS: UniverseNet's).
+
+Sources: the paper (arXiv 2005.03101), Table 1 and its text; mmdetection 1.1's model zoo for the
+RetinaNet baseline the paper does not print; mmdet 2.x's model zoo and UniverseNet
+(shinya7y/UniverseNet) for ATSS. The reports quote them beside the measured table
+(reports/published.py says which profiles are comparable).
+"""
+from __future__ import annotations
+
+#: COCO val2017 box AP, R-50-FPN, 1x schedule.
+PUBLISHED_AP: dict[tuple[str, str], float] = {
+    ("retinanet", "baseline"): 35.6,
+    ("retinanet", "pconv"): 37.0,
+    ("retinanet", "ibn"): 37.8,
+    ("retinanet", "sepc_lite"): 38.5,
+    ("retinanet", "sepc"): 39.6,
+    ("freeanchor", "baseline"): 38.5,
+    ("freeanchor", "pconv"): 39.7,
+    ("freeanchor", "ibn"): 41.0,
+    ("freeanchor", "sepc_lite"): 41.9,
+    ("freeanchor", "sepc"): 43.0,
+    ("fsaf", "baseline"): 36.8,
+    ("fsaf", "pconv"): 38.6,
+    ("fsaf", "ibn"): 39.1,
+    ("fsaf", "sepc_lite"): 40.5,
+    ("fsaf", "sepc"): 41.6,
+    # not the paper's: ATSS with SEPC without iBN as UniverseNet ported it (mmdet 2.x), beside
+    # mmdet 2.x's own ATSS (NOT_PRINTED says so in the table)
+    ("atss", "baseline"): 39.4,
+    ("atss", "sepc_noibn"): 42.1,
+}
+
+#: Values the authors did not print (or that are not theirs): marker and footnote text.
+NOT_PRINTED: dict[tuple[str, str], tuple[str, str]] = {
+    ("retinanet", "baseline"): (
+        "*",
+        "not printed by the authors; mmdet 1.1 model-zoo value for that recipe",
+    ),
+    ("freeanchor", "baseline"): (
+        "**",
+        'derived from the paper text ("41.7, +3.2" for SEPC-lite in the paper body)',
+    ),
+    ("atss", "baseline"): (
+        "†",
+        "not the paper's: mmdet 2.x model zoo, ATSS R-50-FPN 1x (the baseline UniverseNet "
+        "compares with)",
+    ),
+    ("atss", "sepc_noibn"): (
+        "‡",
+        "not the paper's: UniverseNet (shinya7y/UniverseNet, mmdet 2.x), ATSS+SEPC without "
+        "iBN, R-50-FPN 1x, 8 GPUs x 2 images",
+    ),
+}
+
+#: Published inference-time claims over the baseline (GTX 1080 Ti, batch 8,
+#: pre-processing + forward + NMS): percent, by variant.
+PUBLISHED_LATENCY_PCT: dict[str, float] = {"pconv": 3.0, "sepc_lite": 7.0}
+
+LATENCY_NOTE = (
+    "published claims: PConv ~+3%, SEPC-lite ~+7% inference time over the baseline "
+    "(one GTX 1080 Ti, batch 8, pre-processing + forward + NMS)"
+)
