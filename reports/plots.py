@@ -22,7 +22,7 @@ from matplotlib.ticker import MaxNLocator
 
 from reports.published import PUBLISHED_AP, PUBLISHED_PROFILES
 from reports.schema import URGENCY
-from reports.store import DETECTOR_NAMES, DETECTORS, VARIANT_NAMES, VARIANTS, read_curves
+from reports.store import DETECTOR_NAMES, VARIANT_NAMES, grid, read_curves
 from reports.table import STATUS_TEXT, select_profile
 
 DETECTOR_COLORS = {"retinanet": "#1f77b4", "freeanchor": "#d62728", "fsaf": "#2ca02c"}
@@ -45,8 +45,8 @@ def figure_png(fig: Figure, dpi: int = 100) -> bytes:
 
 
 def _grid(df: pd.DataFrame) -> tuple[list[str], list[str]]:
-    dets = [*DETECTORS, *sorted({d for d in df["detector"].dropna().astype(str)} - set(DETECTORS))]
-    vars_ = [*VARIANTS, *sorted({v for v in df["variant"].dropna().astype(str)} - set(VARIANTS))]
+    dets = grid(df["detector"].dropna().astype(str), "detector")
+    vars_ = grid(df["variant"].dropna().astype(str), "variant")
     return dets, vars_
 
 

@@ -24,8 +24,21 @@ from reports.schema import COLUMNS, METRICS, SCHEMA, SOURCES, STATUSES  # noqa: 
 #: Canonical order and display names of the table: the matrix's (experiments/matrix.py).
 DETECTORS: tuple[str, ...] = tuple(MATRIX_DETECTORS)
 VARIANTS: tuple[str, ...] = tuple(MATRIX_VARIANTS)
+#: The paper's grid: always shown (a cell with no result reads "not run"); other rows and
+#: columns of the matrix appear when the store holds them.
+PAPER_DETECTORS: tuple[str, ...] = tuple(k for k, d in MATRIX_DETECTORS.items() if d.paper)
+PAPER_VARIANTS: tuple[str, ...] = tuple(k for k, v in MATRIX_VARIANTS.items() if v.paper)
 DETECTOR_NAMES: dict[str, str] = {k: d.label for k, d in MATRIX_DETECTORS.items()}
 VARIANT_NAMES: dict[str, str] = {k: v.label for k, v in MATRIX_VARIANTS.items()}
+
+
+def grid(found: Any, kind: str) -> list[str]:
+    """Rows (``kind="detector"``) or columns (``"variant"``) of a table: the paper's, then the
+    matrix's others present in ``found``, then unknown names, sorted."""
+    paper, order = (PAPER_DETECTORS, DETECTORS) if kind == "detector" else (PAPER_VARIANTS, VARIANTS)
+    names = {str(v) for v in found if isinstance(v, str)}
+    return [*paper, *(n for n in order if n in names and n not in paper),
+            *sorted(names - set(order))]
 
 
 def _order(values: pd.Series, canonical: tuple[str, ...]) -> pd.Series:

@@ -20,7 +20,6 @@ import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -33,7 +32,7 @@ from reports.published import (
     PUBLISHED_PROFILES,
 )
 from reports.schema import STATUSES, URGENCY
-from reports.store import DETECTOR_NAMES, DETECTORS, METRICS, VARIANT_NAMES, VARIANTS
+from reports.store import DETECTOR_NAMES, METRICS, VARIANT_NAMES, grid
 
 NOT_RUN = "—"
 #: How a cell with no number reads, by the status that explains it.
@@ -92,12 +91,6 @@ class TableModel:
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _ordered(values: Iterable[Any], canonical: tuple[str, ...]) -> list[str]:
-    """Canonical names always (the paper's grid), then any others found, sorted."""
-    found = {str(v) for v in values if isinstance(v, str)}
-    return [*canonical, *sorted(found - set(canonical))]
 
 
 def _nan(x: Any) -> bool:
@@ -311,8 +304,8 @@ def build_table(df: pd.DataFrame, profile: str | None = None) -> TableModel:
         profs = profiles(df)
         profile = profs[0] if profs else "unknown"
     df = df[df["profile"] == profile]
-    detectors = _ordered(df["detector"], DETECTORS)
-    variants = _ordered(df["variant"], VARIANTS)
+    detectors = grid(df["detector"], "detector")
+    variants = grid(df["variant"], "variant")
     cells = _cells(df)
     intervals = _delta_intervals(df[(df["source"] == "trained") & (df["status"] == "done")])
     has_released = {d for (d, _v, s) in cells if s == "released"}
