@@ -244,7 +244,8 @@ def _apply_data(cfg, ds: Dataset, profile: Profile, batch: int, results_prefix: 
         # gloo alike); mmengine's "cpu" mode goes through a /tmp folder of rank 0, which the
         # other nodes of a multi-node job cannot see.
         cfg[name] = dict(type="CocoMetric", ann_file=str(ds.val_ann), metric="bbox",
-                         format_only=False, metric_items=list(COCO_METRIC_ITEMS), collect_device="gpu")
+                         format_only=False, metric_items=list(COCO_METRIC_ITEMS),
+                         collect_device="gpu", classwise=True)
         if results_prefix:  # keep the detections (<prefix>.bbox.json) for the bootstrap
             cfg[name]["outfile_prefix"] = results_prefix
     cfg.model.bbox_head.num_classes = len(ds.classes)

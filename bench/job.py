@@ -211,6 +211,11 @@ class CellJob(submitit.helpers.Checkpointable):
         if not row:  # CocoMetric returns nothing when no box passed the score threshold
             row = dict.fromkeys(COCO_METRIC_ITEMS.values(), 0.0)
             row["note"] = "no detections above the score threshold: AP 0"
+        # CocoMetric(classwise=True): coco/<class name>_precision, COCO AP of each class
+        per_class = {k[len("coco/"):-len("_precision")]: round(100 * float(v), 3)
+                     for k, v in metrics.items()
+                     if k.startswith("coco/") and k.endswith("_precision") and v == v}
+        row["class_AP"] = per_class or None
         lay = layout(cell, self.opts)
         row.update(world_size=world.size, ddp_backend=extra.pop("ddp_backend", None),
                    imgs_per_device=lay.imgs_per_device,
@@ -223,7 +228,7 @@ class CellJob(submitit.helpers.Checkpointable):
         if self.opts.pilot_iters:
             row.update(self._forecast(cell, cfg, runner, hook, row))
         else:
-            self._cache_eval_records(store, cfg.val_evaluator["ann_file"])
+            row.update(self._analyse(store, cfg.val_evaluator["ann_file"]))
         row.update(
             extra, config_hash=digest, git_commit=git_commit(),
             versions=json.dumps(_versions()), ann_file=cfg.val_evaluator["ann_file"],
@@ -325,21 +330,26 @@ class CellJob(submitit.helpers.Checkpointable):
                     forecast_layout=plan.describe(), forecast_note=note, **fc.row())
 
     @staticmethod
-    def _cache_eval_records(store: CellStore, ann_file: str) -> None:
-        """Per-image COCOeval records beside the detections, for `bench compare` (the paired
+    def _analyse(store: CellStore, ann_file: str) -> dict:
+        """What the cell's detections say beyond AP, computed once here from the ground truth and
+        the detections the cell keeps: the TIDE error decomposition (columns ``tide_*``), and
+        the per-image COCOeval records beside the detections, for `bench compare` (the paired
         bootstrap then resamples without evaluating again)."""
         from reports.compare import read_json, save_records
         from reports.schema import DETECTIONS_FILE, RECORDS_FILE
-        from reports.stats import ALL_METRICS, evaluate_records
+        from reports.stats import ALL_METRICS, evaluate_records, tide
 
-        dets = store.dir / DETECTIONS_FILE
+        dets_file = store.dir / DETECTIONS_FILE
+        gt = read_json(ann_file)
+        dets = read_json(dets_file) if dets_file.is_file() else []
+        row = tide(gt, dets).as_row()
         try:
-            if dets.is_file():
-                records = evaluate_records(read_json(ann_file), read_json(dets),
-                                           metrics=ALL_METRICS)
-                save_records(records, store.dir / RECORDS_FILE)
+            if dets:
+                save_records(evaluate_records(gt, dets, metrics=ALL_METRICS),
+                             store.dir / RECORDS_FILE)
         except Exception as exc:  # noqa: BLE001 - a cache: compare evaluates without it
             print(f"[sepc-bench] evaluation records not cached: {exc}", flush=True)
+        return row
 
     def _measure(self, runner, profile) -> dict:
         """Latency (both protocols), parameters, FLOPs and peak memory of the trained model, on

@@ -2,8 +2,8 @@
 their dtypes, and the atomic write. The writer (``bench``) writes and validates with it, the
 reader (``reports``) reads by it (docs/results-schema.md).
 
-This module imports nothing from the project, so the harness may import it (``bench`` ->
-``reports``) without the reports ever depending on the harness.
+It imports nothing of the project but the statistics room's names (a leaf), so the harness may
+import it (``bench`` -> ``reports``) without the reports ever depending on the harness.
 """
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import re
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from reports.stats.tide import MAIN_ERRORS, SPECIAL_ERRORS
 
 #: Version of the row layout (``schema`` in every result.json).
 SCHEMA_VERSION = 1
@@ -38,6 +40,9 @@ def parse_cell_key(key: str) -> dict[str, Any]:
     return dict(detector=m["detector"], variant=m["variant"], seed=int(m["seed"]),
                 source=m["source"] or "trained")
 
+
+#: The TIDE error decomposition of a cell's detections (reports.stats.tide), in AP points.
+TIDE_COLUMNS: tuple[str, ...] = tuple(f"tide_{k}" for k in ("AP", *MAIN_ERRORS, *SPECIAL_ERRORS))
 
 #: Files a cell's folder holds besides result.json (docs/results-schema.md).
 DETECTIONS_FILE = "detections.bbox.json"  # COCO-format detections on the evaluation split
@@ -112,6 +117,9 @@ SCHEMA: dict[str, str] = {
     "ann_file": "str",
     "checkpoint": "str",
     "checkpoint_sha256": "str",
+    **dict.fromkeys(TIDE_COLUMNS, "float"),
+    "tide_note": "str",
+    "class_AP": "str",  # JSON object: class name -> COCO AP (percent) of that class
 }
 COLUMNS: tuple[str, ...] = tuple(SCHEMA)
 
