@@ -17,6 +17,7 @@ from experiments import ROOT as EXPERIMENTS
 
 from .data import Dataset, ensure_synthetic, open_coco_root
 from .matrix import DETECTORS, VARIANTS, Cell, MatrixError
+from .pretrained import apply_pretrained
 
 PROFILES_DIR = EXPERIMENTS / "profiles"
 METRIC_ITEMS = ["mAP", "mAP_50", "mAP_75", "mAP_s", "mAP_m", "mAP_l", "AR@100"]
@@ -211,7 +212,7 @@ def resolve(cell: Cell, opts: Options = Options(), work_dir: str | None = None,
     ``data=False`` leaves the detector _base_'s data settings (COCO, 80 classes) as they are
     and needs no dataset: for building the model alone (``bench perf``).
     """
-    from mmengine.config import Config, ConfigDict
+    from mmengine.config import Config
 
     profile = cell_profile(cell)
     released = cell.source == "released"
@@ -233,9 +234,9 @@ def resolve(cell: Cell, opts: Options = Options(), work_dir: str | None = None,
         _apply_schedule(cfg, profile, opts)
     # A released cell's weights all come from its checkpoint: no backbone download.
     pretrained = None if released else opts.pretrained or profile.settings.get("pretrained")
-    cfg.model.backbone.init_cfg = (ConfigDict(type="Pretrained", checkpoint=pretrained)
-                                   if pretrained else None)
-    cfg.custom_imports = dict(imports=["sepc", "bench.hooks"], allow_failed_imports=False)
+    apply_pretrained(cfg, pretrained, cell.profile)
+    cfg.custom_imports = dict(imports=["sepc", "bench.hooks", "bench.warmstart"],
+                              allow_failed_imports=False)
     cfg.custom_hooks = [dict(type="CellProgressHook")]
     cfg.randomness = dict(seed=cell.seed, deterministic=False)
     cfg.default_hooks.visualization = dict(type="DetVisualizationHook", draw=False)

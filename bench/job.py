@@ -195,7 +195,8 @@ class CellJob(submitit.helpers.Checkpointable):
 
         from .pretrained import fetch_pretrained
 
-        pretrained = fetch_pretrained(self.opts.pretrained or profile.settings.get("pretrained"))
+        pretrained = fetch_pretrained(self.opts.pretrained or profile.settings.get("pretrained"),
+                                      cell.profile)
         if pretrained:
             cfg.model.backbone.init_cfg.checkpoint = pretrained
         if int(os.environ.get("SLURM_NTASKS", "1")) > 1:  # one task per GPU: DDP
@@ -259,10 +260,13 @@ class CellJob(submitit.helpers.Checkpointable):
             print(f"[sepc-bench] evaluation records not cached: {exc}", flush=True)
 
     def _measure(self, runner, profile) -> dict:
-        """Latency (both protocols), parameters, FLOPs and peak memory of the trained model."""
+        """Latency (both protocols), parameters, FLOPs and peak memory of the trained model.
+
+        A local sweep's job does not time itself: the other cells train beside it, so its
+        cells are timed together once training is over (bench/timing.py). A job on its own
+        device (SLURM, or run inline) times itself here: ``latency_protocol = "per-job"``."""
         import torch
         from mmengine.dataset import pseudo_collate
-        from mmengine.runner import Runner
 
         from . import latency
 
@@ -274,15 +278,15 @@ class CellJob(submitit.helpers.Checkpointable):
         device = next(model.parameters()).device
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        timed = latency.fuse_for_inference(copy.deepcopy(model))  # every variant alike
-        out = latency.model_step(timed, inputs, samples, int(lat.get("warmup", 20)),
-                                 int(lat.get("iters", 100)))
-        loader = Runner.build_dataloader(dict(
-            dataset=dataset, batch_size=int(lat.get("paper_batch", 8)), num_workers=0,
-            sampler=dict(type="DefaultSampler", shuffle=False), collate_fn=dict(
-                type="pseudo_collate")))
-        out.update(latency.paper_protocol(timed, loader, int(lat.get("paper_skip", 100)),
-                                          int(lat.get("paper_iters", 200))))
+        out: dict = {}
+        if _job_ids()["executor"] != "local":
+            timed = latency.fuse_for_inference(copy.deepcopy(model))  # every variant alike
+            out.update(latency.model_step(timed, inputs, samples, int(lat.get("warmup", 20)),
+                                          int(lat.get("iters", 100))))
+            out.update(latency.paper_protocol(
+                timed, latency.paper_loader(dataset, int(lat.get("paper_batch", 8))),
+                int(lat.get("paper_skip", 100)), int(lat.get("paper_iters", 200))))
+            out["latency_protocol"] = "per-job"
         out["params"] = latency.count_params(model)
         try:
             out["flops"] = latency.count_flops(model, inputs, samples)

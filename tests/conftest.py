@@ -24,3 +24,19 @@ def wait_for(pred, timeout: float, what: str, poll: float = 0.5):
             return value
         time.sleep(poll)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def smoke_warmstart():
+    """The smoke profile's warm start (bench/warmstart.py), built once per machine (minutes, then
+    cached): built here, on every core, before a slow test's cells would each wait for it."""
+    from bench.warmstart import ensure
+
+    return ensure("smoke", threads=len(os.sched_getaffinity(0)))
+
+
+@pytest.fixture(autouse=True)
+def _warm_start_for_slow_tests(request):
+    """Slow tests run smoke cells (locally or as SLURM jobs), which start from the warm start."""
+    if request.node.get_closest_marker("slow"):
+        request.getfixturevalue("smoke_warmstart")
