@@ -14,7 +14,6 @@ A cell that has not produced a number says why (``—`` not run, ``pending``,
 
 from __future__ import annotations
 
-import importlib
 import io
 import math
 import re
@@ -52,6 +51,12 @@ ROW_PUBLISHED = "published"
 ROW_VS_PUBLISHED = "ours − pub."
 ROW_RELEASED_VS_PUBLISHED = "released − pub."
 SIGNIFICANT = "†"
+#: What each ``latency_protocol`` of the store means (docs/results-schema.md).
+LATENCY_PROTOCOLS: dict[str, str] = {
+    "interleaved": "Latency (interleaved): the cells of a detector timed together after the sweep's training, "
+                   "round-robin on one core with nothing else training (p10–p90 of the rounds in the details)",
+    "per-job": "Latency (per-job): each cell's own job timed its model on its own device after training",
+}
 
 
 @dataclass
@@ -117,38 +122,23 @@ def _signed(x: float, digits: int = 1, unit: str = "") -> str:
     return s + unit
 
 
-def _delta_intervals(done: pd.DataFrame, metric: str = "AP") -> dict[tuple[str, str], tuple[float, float]]:
-    """95% Welch intervals of (variant - baseline) over seeds, from reports/bootstrap.py.
-
-    That module belongs to another engineer and is optional: use its
-    ``seed_deltas(df, metric, baseline=, level=, keys=)`` (a frame with
-    delta_lo/delta_hi per detector x variant) or a ``seed_interval(df, ...)``
-    returning (low, high); if neither is there or anything goes wrong, the
-    table simply has no intervals.
-    """
+def _delta_intervals(done: pd.DataFrame, metric: str = "AP") -> tuple[dict[tuple[str, str], tuple[float, float]], str | None]:
+    """95% Welch intervals of (variant - baseline) over seeds (``reports.bootstrap.seed_deltas``),
+    and why they could not be computed, if so: a failure is shown in a footnote, not dropped."""
     if done.empty or not (done.groupby(["detector", "variant"]).size() >= 2).any():
-        return {}  # no cell has two seeds: nothing to ask for
-    try:
-        bootstrap = importlib.import_module("reports.bootstrap")
-    except Exception:
-        return {}
+        return {}, None  # no cell has two seeds: nothing to ask for
+    from reports import bootstrap
+
     out: dict[tuple[str, str], tuple[float, float]] = {}
     try:
-        if callable(getattr(bootstrap, "seed_deltas", None)):
-            res = bootstrap.seed_deltas(done, metric, baseline="baseline", level=0.95, keys=["detector"])
-            for r in res.itertuples(index=False):
-                lo, hi = _f(r.delta_lo), _f(r.delta_hi)
-                if not (math.isnan(lo) or math.isnan(hi)):
-                    out[(str(r.detector), str(r.variant))] = (lo, hi)
-        elif callable(getattr(bootstrap, "seed_interval", None)):
-            for (d, v), _g in done.groupby(["detector", "variant"], sort=False):
-                if v != "baseline":
-                    lo, hi = bootstrap.seed_interval(done, detector=d, variant=v, metric=metric, level=0.95)[:2]
-                    if not (math.isnan(_f(lo)) or math.isnan(_f(hi))):
-                        out[(str(d), str(v))] = (_f(lo), _f(hi))
-    except Exception:
-        return {}
-    return out
+        res = bootstrap.seed_deltas(done, metric, baseline="baseline", level=0.95, keys=["detector"])
+        for r in res.itertuples(index=False):
+            lo, hi = _f(r.delta_lo), _f(r.delta_hi)
+            if not (math.isnan(lo) or math.isnan(hi)):
+                out[(str(r.detector), str(r.variant))] = (lo, hi)
+    except Exception as exc:  # noqa: BLE001 - reported in the table's footnotes
+        return {}, f"{type(exc).__name__}: {exc}"
+    return out, None
 
 
 # ----------------------------------------------------------------------------- aggregation
@@ -311,7 +301,7 @@ def build_table(df: pd.DataFrame, profile: str | None = None) -> TableModel:
     detectors = _ordered(df["detector"], DETECTORS)
     variants = _ordered(df["variant"], VARIANTS)
     cells = _cells(df)
-    intervals = _delta_intervals(df[(df["source"] == "trained") & (df["status"] == "done")])
+    intervals, interval_error = _delta_intervals(df[(df["source"] == "trained") & (df["status"] == "done")])
     has_released = {d for (d, _v, s) in cells if s == "released"}
     published = profile in PUBLISHED_PROFILES
     vnames = [VARIANT_NAMES.get(v, v) for v in variants]
@@ -521,6 +511,11 @@ def build_table(df: pd.DataFrame, profile: str | None = None) -> TableModel:
         footnotes.append("mean ± sample std over seeds, n = number of seeds; differences are differences of means.")
     if any_interval:
         footnotes.append(f"{SIGNIFICANT} the 95% Welch interval over seeds of the difference to the baseline excludes 0.")
+    protocols = set(df.loc[df["status"] == "done", "latency_protocol"].dropna()) if "latency_protocol" in df else set()
+    for proto in sorted(protocols):
+        footnotes.append(LATENCY_PROTOCOLS.get(proto, f"latency protocol {proto!r}") + ".")
+    if interval_error:
+        footnotes.append(f"The intervals over seeds could not be computed ({interval_error}): no difference is marked.")
     if any_partial:
         footnotes.append("[k failed, ...]: seeds of the cell without a result; the number is over the finished seeds only.")
     if published:
