@@ -257,16 +257,25 @@ def ensure(profile_name: str, iters: int | None = None, threads: int | None = No
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def threads(profile_name: str) -> int:
+    """Threads a warm start trains with: the profile's per cell (one for smoke). More threads
+    than free cores made every OpenMP step wait for a descheduled thread: on a shared 2-core
+    machine a 2-thread build took over 3x the CPU time of a 1-thread one."""
+    from .configs import load_profile
+
+    return int(load_profile(profile_name).settings.get("threads") or 1)
+
+
 def prepare(cells, opts) -> None:
-    """Before a local sweep: build the warm starts its cells need, with every core (the cells
-    would otherwise wait on one of them, one core each)."""
+    """Before a local sweep: build the warm starts its cells need, once, before any cell starts
+    (the cells would otherwise wait for it in turn)."""
     from .configs import load_profile
     from .pretrained import check_pretrained
 
     for name in dict.fromkeys(c.profile for c in cells if c.source == "trained"):
         spec = opts.pretrained or load_profile(name).settings.get("pretrained")
         if check_pretrained(spec) == SCHEME:
-            ensure(name, threads=len(os.sched_getaffinity(0)))
+            ensure(name, threads=threads(name))
 
 
 def load_entry(filename: str, map_location=None) -> dict:
@@ -296,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.warmstart", description="Build (or check) "
                                 "a profile's warm start: the backbone + FPN its cells start from.")
     p.add_argument("--profile", default="smoke", choices=profiles())
-    p.add_argument("--threads", type=int, help="torch threads (default: every core here)")
+    p.add_argument("--threads", type=int, help="torch threads (default: the profile's per cell)")
     p.add_argument("--check", action="store_true", help="only say whether it is built")
     args = p.parse_args(argv)
     try:
@@ -308,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         why = check_entry(k)
         print(f"{k}: {why or 'built'} ({paths(k)[0]})")
         return 0 if why is None else 1
-    print(ensure(args.profile, threads=args.threads or len(os.sched_getaffinity(0))))
+    print(ensure(args.profile, threads=args.threads or threads(args.profile)))
     return 0
 
 

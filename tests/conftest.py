@@ -29,10 +29,10 @@ def wait_for(pred, timeout: float, what: str, poll: float = 0.5):
 @pytest.fixture(scope="session")
 def smoke_warmstart():
     """The smoke profile's warm start (bench/warmstart.py), built once per machine (minutes, then
-    cached): built here, on every core, before a slow test's cells would each wait for it."""
-    from bench.warmstart import ensure
+    cached): built here, before a slow test's cells (or SLURM jobs) would wait for it."""
+    from bench.warmstart import ensure, threads
 
-    return ensure("smoke", threads=len(os.sched_getaffinity(0)))
+    return ensure("smoke", threads=threads("smoke"))
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,7 @@ bench = dict(
     pretrained='synthetic://',
     # From scratch every stage and BN layer trains; the cells then fine-tune it as the paper
     # fine-tunes ImageNet weights (stem and stage 1 frozen, BN statistics fixed).
-    warmstart=dict(detector='retinanet', variant='baseline', iters=1500,
+    warmstart=dict(detector='retinanet', variant='baseline', iters=1200,
                    model=dict(backbone=dict(frozen_stages=-1, norm_eval=False))),
     # One device: every variant gets the same batch so that cells compare like for like
     # (the paper's 2 vs 4 images per GPU is about iBN statistics across 8 vs 4 GPUs).
