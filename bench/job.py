@@ -181,7 +181,9 @@ class CellJob(submitit.helpers.Checkpointable):
         if not row:  # CocoMetric returns nothing when no box passed the score threshold
             row = dict.fromkeys(AP_KEYS.values(), 0.0)
             row["note"] = "no detections above the score threshold: AP 0"
-        row.update(self._measure(runner, profile))
+        # A local sweep's trained cells are timed together once none trains (bench/timing.py).
+        deferred = cell.source == "trained" and _job_ids()["executor"] == "local"
+        row.update(self._measure(runner, profile, time_here=not deferred))
         self._cache_eval_records(store, cfg.val_evaluator["ann_file"])
         row.update(
             extra, config_hash=config_hash(cfg), git_commit=git_commit(),
@@ -259,12 +261,13 @@ class CellJob(submitit.helpers.Checkpointable):
         except Exception as exc:  # noqa: BLE001 - a cache: compare evaluates without it
             print(f"[sepc-bench] evaluation records not cached: {exc}", flush=True)
 
-    def _measure(self, runner, profile) -> dict:
-        """Latency (both protocols), parameters, FLOPs and peak memory of the trained model.
+    def _measure(self, runner, profile, time_here: bool = True) -> dict:
+        """Latency (both protocols; ``time_here``), parameters, FLOPs and peak memory.
 
-        A local sweep's job does not time itself: the other cells train beside it, so its
-        cells are timed together once training is over (bench/timing.py). A job on its own
-        device (SLURM, or run inline) times itself here: ``latency_protocol = "per-job"``."""
+        A trained cell of a local sweep does not time itself: other cells train beside it, so
+        they are timed together once training is over (bench/timing.py). A job on its own device
+        (SLURM, or run inline) and a released cell (nothing trains) time themselves here:
+        ``latency_protocol = "per-job"``."""
         import torch
         from mmengine.dataset import pseudo_collate
 
@@ -279,7 +282,7 @@ class CellJob(submitit.helpers.Checkpointable):
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         out: dict = {}
-        if _job_ids()["executor"] != "local":
+        if time_here:
             timed = latency.fuse_for_inference(copy.deepcopy(model))  # every variant alike
             out.update(latency.model_step(timed, inputs, samples, int(lat.get("warmup", 20)),
                                           int(lat.get("iters", 100))))
