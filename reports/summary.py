@@ -120,21 +120,30 @@ def _rounds(x) -> list[float] | None:
     return [float(t) for t in x] if isinstance(x, list) and x else None
 
 
+def paired_ratios(var: pd.DataFrame, base: pd.DataFrame) -> list[float]:
+    """Per-round model-step ratios variant / baseline, over the seeds whose two cells were timed
+    in the same interleaved rounds (``latency_group``); empty when none were."""
+    ratios: list[float] = []
+    if var.empty or base.empty or "latency_group" not in base:
+        return ratios
+    for _, v in var.iterrows():
+        b = base[base["seed"] == v["seed"]]
+        if b.empty:
+            continue
+        b = b.iloc[0]
+        rv, rb = _rounds(v.get("latency_rounds_ms")), _rounds(b.get("latency_rounds_ms"))
+        same = (isinstance(v.get("latency_group"), str)
+                and v.get("latency_group") == b.get("latency_group"))
+        if same and rv and rb and len(rv) == len(rb):
+            ratios += [x / y for x, y in zip(rv, rb)]
+    return ratios
+
+
 def _latency_finding(var: pd.DataFrame, base: pd.DataFrame) -> Finding:
     """Latency ratio of ``var`` to ``base`` - 1, in percent."""
     f = Finding("latency")
     try:
-        ratios = []
-        for _, v in var.iterrows():
-            b = base[(base["seed"] == v["seed"])]
-            if b.empty:
-                continue
-            b = b.iloc[0]
-            rv, rb = _rounds(v.get("latency_rounds_ms")), _rounds(b.get("latency_rounds_ms"))
-            same = (isinstance(v.get("latency_group"), str)
-                    and v.get("latency_group") == b.get("latency_group"))
-            if same and rv and rb and len(rv) == len(rb):
-                ratios += [x / y for x, y in zip(rv, rb)]
+        ratios = paired_ratios(var, base)
         if ratios:
             p10, p50, p90 = np.percentile(ratios, [10, 50, 90])
             f.method = f"p10–p90 of {len(ratios)} interleaved rounds"

@@ -31,6 +31,7 @@ from reports.published import (
     PUBLISHED_PROFILES,
 )
 from reports.store import DETECTOR_NAMES, DETECTORS, METRICS, VARIANT_NAMES, VARIANTS
+from reports.summary import paired_ratios
 
 NOT_RUN = "—"
 #: How a cell with no number reads, by the status that explains it.
@@ -54,7 +55,8 @@ SIGNIFICANT = "†"
 #: What each ``latency_protocol`` of the store means (docs/results-schema.md).
 LATENCY_PROTOCOLS: dict[str, str] = {
     "interleaved": "Latency (interleaved): the cells of a detector timed together after the sweep's training, "
-                   "round-robin on one core with nothing else training (p10–p90 of the rounds in the details)",
+                   "round-robin on one core with nothing else training; the percentage over the baseline is the "
+                   "median of the per-round ratios (p10–p90 of the rounds in the details)",
     "per-job": "Latency (per-job): each cell's own job timed its model on its own device after training",
 }
 
@@ -222,6 +224,7 @@ class _Cell:
 
 
 _EMPTY = np.empty(0)
+_NONE = pd.DataFrame()
 _NUMERIC = (*METRICS, "latency_ms", "latency_paper_ms", "params", "flops", "wall_s")
 
 
@@ -301,7 +304,9 @@ def build_table(df: pd.DataFrame, profile: str | None = None) -> TableModel:
     detectors = _ordered(df["detector"], DETECTORS)
     variants = _ordered(df["variant"], VARIANTS)
     cells = _cells(df)
-    intervals, interval_error = _delta_intervals(df[(df["source"] == "trained") & (df["status"] == "done")])
+    done_trained = df[(df["source"] == "trained") & (df["status"] == "done")]
+    intervals, interval_error = _delta_intervals(done_trained)
+    by_variant = dict(iter(done_trained.groupby(["detector", "variant"], sort=False))) if "latency_group" in df else {}
     has_released = {d for (d, _v, s) in cells if s == "released"}
     published = profile in PUBLISHED_PROFILES
     vnames = [VARIANT_NAMES.get(v, v) for v in variants]
@@ -348,6 +353,12 @@ def build_table(df: pd.DataFrame, profile: str | None = None) -> TableModel:
             lat_b = base.median("latency_ms") if base else np.nan
             rec["latency_ms"] = lat
             rec["latency_pct"] = (lat / lat_b - 1) * 100 if lat_b > 0 else np.nan
+            # Timed in the same interleaved rounds: the median of the per-round ratios, which a
+            # load change between rounds cannot move as it moves the two medians.
+            ratios = paired_ratios(by_variant.get((d, v), _NONE), by_variant.get((d, "baseline"), _NONE)) if c and base else []
+            rec["latency_pct_paired"] = bool(ratios)
+            if ratios:
+                rec["latency_pct"] = (float(np.median(ratios)) - 1) * 100
             lp = c.median("latency_paper_ms") if c else np.nan
             lp_b = base.median("latency_paper_ms") if base else np.nan
             rec["latency_paper_ms"] = lp
@@ -477,7 +488,8 @@ def build_table(df: pd.DataFrame, profile: str | None = None) -> TableModel:
                         text += f" ({_signed(rec[pct], 1, '%')})"
                     st = "value"
                 lat.loc[(dn, row), vn], lat_st.loc[(dn, row), vn] = text, st
-    blocks.append(Block("latency", "Latency, median over seeds (percentage over the baseline)", lat.frame(), lat_st.frame()))
+    blocks.append(Block("latency", "Latency, median over seeds (percentage over the baseline; paired per round when timed interleaved)",
+                        lat.frame(), lat_st.frame()))
 
     # ---- cost block
     cost_rows = []

@@ -73,6 +73,19 @@ def test_claims_only_what_the_interval_supports(lines) -> None:
     assert text.count(NO_DIFFERENCE) == 2 and f"[{same.ap.lo:+.1f}, {same.ap.hi:+.1f}]" in text
 
 
+def test_table_latency_is_the_paired_ratio_when_timed_together(store: Path) -> None:
+    from reports.table import build_table
+
+    m = build_table(read_results(store))
+    fsaf = m.numeric[m.numeric["detector"] == "fsaf"].set_index("variant")
+    rec = fsaf.loc["pconv"]
+    assert rec["latency_pct_paired"] and rec["latency_pct"] == pytest.approx(50.0)  # every round 1.5x
+    sepc = fsaf.loc["sepc"]  # timed apart: ratio of the medians
+    assert not sepc["latency_pct_paired"] and sepc["latency_pct"] == pytest.approx(100 * (30 / 22 - 1))
+    assert any(f.startswith("Latency (interleaved)") for f in m.footnotes)
+    assert any(f.startswith("Latency (per-job)") for f in m.footnotes)
+
+
 def test_a_failed_statistic_is_shown_not_swallowed(lines) -> None:
     missing = lines["sepc"]
     assert missing.ap.error and "detections.bbox.json missing" in missing.ap.error
