@@ -93,7 +93,7 @@ def run_local(cells: list[Cell], results: Path, opts: Options, jobs: int = 1,
     from .timing import time_local
     from .warmstart import prepare
 
-    prepare(cells, opts)  # the smoke warm start, once per machine, on every core, before cells
+    prepare(cells, opts)  # the smoke warm start, once per machine, before any cell starts
     folder = _submitit_folder(results)
     executor = submitit.LocalExecutor(folder=folder)
     executor.update_parameters(timeout_min=24 * 60)

@@ -137,14 +137,13 @@ def time_group(results: Path, profile_name: str, detector: str, progress=None) -
     return [c.key for c in cells]
 
 
-def time_local(results: Path, cells: list[Cell], show_progress: bool = True) -> dict[str, str]:
+def time_local(results: Path, cells: list[Cell], show_progress: bool = True) -> None:
     """Time every (profile, detector) of ``cells`` whose done local cells lack an interleaved
-    timing, one group after another, single-threaded like the cells. Returns group -> error for
-    the groups that could not be timed (their rows keep no latency; the next run retries)."""
+    timing, one group after another, with the profile's threads per cell. A group that cannot
+    be timed is an ``error:`` line; its rows keep no latency and the next run retries it."""
     groups = untimed_groups(results, cells)
-    errors: dict[str, str] = {}
     if not groups:
-        return errors
+        return
     import torch
     from tqdm import tqdm
 
@@ -162,7 +161,6 @@ def time_local(results: Path, cells: list[Cell], show_progress: bool = True) -> 
                 try:
                     keys = time_group(results, profile_name, detector, bar)
                 except Exception as exc:  # noqa: BLE001 - reported, the sweep's results stay
-                    errors[f"{profile_name}/{detector}"] = f"{type(exc).__name__}: {exc}"
                     print(f"error: timing {profile_name}/{detector} failed: {type(exc).__name__}:"
                           f" {exc}", file=sys.stderr)
                     continue
@@ -171,4 +169,3 @@ def time_local(results: Path, cells: list[Cell], show_progress: bool = True) -> 
                       f"{time.time() - t0:.0f} s", file=sys.stderr)
     finally:
         torch.set_num_threads(saved)
-    return errors

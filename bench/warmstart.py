@@ -74,11 +74,12 @@ def training_config(profile_name: str, iters: int | None = None):
     validation split is never read."""
     from .configs import Options, resolve
     from .matrix import Cell
+    from .pretrained import NONE
 
     ws = _settings(profile_name)
     iters = int(iters or ws["iters"])
     cfg = resolve(Cell(profile_name, ws["detector"], ws["variant"], int(ws.get("seed", 0))),
-                  Options(pretrained="none", max_iters=iters))
+                  Options(pretrained=NONE, max_iters=iters))
     cfg.merge_from_dict(dict(model=ws.get("model", {})))  # e.g. nothing frozen from scratch
     for name in ("val_dataloader", "val_cfg", "val_evaluator", "test_dataloader", "test_cfg",
                  "test_evaluator"):

@@ -224,9 +224,11 @@ def _summary(summary: dict[str, list[Headline]]) -> str:
             continue
         variants = list(dict.fromkeys(h.variant for h in lines))
         by = {(h.detector, h.variant): h for h in lines}
-        methods = [f"{q}: " + "; ".join(dict.fromkeys(getattr(h, q.lower()).method for h in lines
-                                                      if getattr(h, q.lower()).method))
-                   for q in ("AP", "latency")]
+        methods = []
+        for quantity in ("ap", "latency"):
+            used = dict.fromkeys(getattr(h, quantity).method for h in lines if getattr(h, quantity).method)
+            if used:
+                methods.append(f"{'AP' if quantity == 'ap' else quantity}: {'; '.join(used)}")
         out.append(f'<table class="ablation summary" data-profile="{esc(profile)}"><thead><tr>'
                    '<th class="lab">' + (esc(profile) if len(summary) > 1 else "Detector") + "</th>"
                    + "".join(f'<th data-variant="{esc(v)}">{esc(VARIANT_NAMES.get(v, v))}</th>' for v in variants)
@@ -239,7 +241,8 @@ def _summary(summary: dict[str, list[Headline]]) -> str:
                            + (_finding_html(h.ap) + _finding_html(h.latency) if h else "—") + "</td>")
             out.append("</tr>")
         out.append("</tbody></table>")
-        out.append('<p class="meta">Intervals — ' + esc(" · ".join(m for m in methods if not m.endswith(": "))) + ".</p>")
+        if methods:
+            out.append(f'<p class="meta">Intervals — {esc(" · ".join(methods))}.</p>')
     if not out:
         return ""
     return ('<h2 id="summary">Summary</h2><p class="meta">Each variant against its detector\'s baseline. '
