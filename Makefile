@@ -7,7 +7,7 @@ RESULTS ?=
 ARGS ?=
 results_flag = $(if $(RESULTS),--results $(RESULTS),)
 
-.PHONY: help setup table released pilot sweep status test test-all test-fast slurm-up slurm-down slurm-check chromium bench bench-micro gpu-check clean
+.PHONY: help setup table screenshot released pilot sweep status test test-all test-fast slurm-up slurm-down slurm-check chromium bench bench-micro gpu-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -19,6 +19,9 @@ setup: .venv/.sepc-ready  ## build .venv (TORCH_SPEC=... for a CUDA torch build)
 
 table: setup  ## run the smoke sweep if its results are missing, then print/write the table and HTML report (RESULTS=DIR tabulates an existing sweep)
 	$(PY) -m bench table --profile $(PROFILE) $(results_flag) $(if $(RESULTS),,--run-missing) $(ARGS)
+
+screenshot: table chromium  ## docs/report-screenshot.png: headless Chromium's picture of the report `make table` just wrote
+	$(PY) tests/test_reports_browser.py $(if $(RESULTS),$(RESULTS),results/$(PROFILE))/report/report.html docs/report-screenshot.png 1280 1800
 
 released: setup  ## evaluate the authors' checkpoints in CHECKPOINTS=DIR on COCO (DATA=/path/coco), then the paper table with them
 	$(if $(CHECKPOINTS),,$(error CHECKPOINTS=DIR is required: the folder holding the authors' .pth files))

@@ -23,8 +23,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--detectors", help=list_help(DETECTORS))
     g.add_argument("--variants", help=list_help(VARIANTS))
     g.add_argument("--seeds", help="a count (3 -> seeds 0,1,2) or a list (0,7); default: 0")
-    g.add_argument("--pretrained", help="backbone weights: torchvision://resnet50 or a local "
-                   "checkpoint path (default: the profile's)")
+    g.add_argument("--pretrained", help="starting weights: torchvision://resnet50, a local "
+                   "checkpoint path, synthetic:// (the profile's warm start) or none "
+                   "(default: the profile's)")
     g.add_argument("--lcconv-padding", type=int, choices=(0, 1),
                    help="cls/loc conv padding: 0 = faithful to the released models, "
                    "1 = corrected (default: the profile's)")
@@ -338,6 +339,10 @@ def cmd_table(args) -> int:
             print(f"running {len(todo)} missing cells of profile {args.profile} into {results}",
                   file=sys.stderr)
             run_local(todo, results, opts, jobs=_jobs(args))
+        else:  # a sweep stopped while timing: its cells are timed now
+            from .timing import time_local
+
+            time_local(results, chosen)
     if not results.is_dir():
         print(f"error: no results in {results} (run `python -m bench run --profile "
               f"{args.profile}` or pass --run-missing)", file=sys.stderr)

@@ -19,6 +19,7 @@ from reports.schema import COCO_METRIC_ITEMS
 from .conventions import apply_conventions, check_conventions
 from .data import Dataset, ensure_synthetic, open_coco_root
 from .matrix import DETECTORS, VARIANTS, Cell, MatrixError
+from .pretrained import apply_pretrained
 
 PROFILES_DIR = EXPERIMENTS / "profiles"
 
@@ -343,7 +344,7 @@ def resolve(cell: Cell, opts: Options = Options(), work_dir: str | None = None,
     ``data=False`` leaves the detector _base_'s data settings (COCO, 80 classes) as they are
     and needs no dataset: for building the model alone (``bench perf``).
     """
-    from mmengine.config import Config, ConfigDict
+    from mmengine.config import Config
 
     profile = cell_profile(cell)
     released = cell.source == "released"
@@ -370,10 +371,7 @@ def resolve(cell: Cell, opts: Options = Options(), work_dir: str | None = None,
         _apply_layout(cfg, cell, opts)
     # A released cell's weights all come from its checkpoint: no backbone download.
     pretrained = None if released else opts.pretrained or profile.settings.get("pretrained")
-    if pretrained == "none":
-        pretrained = None
-    cfg.model.backbone.init_cfg = (ConfigDict(type="Pretrained", checkpoint=pretrained)
-                                   if pretrained else None)
+    apply_pretrained(cfg, pretrained, cell.profile)
     # A standalone mmdet config: it needs `sepc` and nothing of the harness (the job adds its
     # progress hook when it runs the cell; `bench config --export` writes the config as is).
     cfg.custom_imports = dict(imports=["sepc"], allow_failed_imports=False)
@@ -386,11 +384,33 @@ def resolve(cell: Cell, opts: Options = Options(), work_dir: str | None = None,
     return cfg
 
 
+def _local_warm_start(cfg) -> None:
+    """A ``synthetic://<key>`` checkpoint is a scheme only the harness registers: an exported
+    config names the cached file instead, so mmdet's tools load it without the harness."""
+    from .pretrained import SYNTHETIC
+    from .warmstart import WarmStartError, cache_root, check_entry, paths
+
+    neck = cfg.model.get("neck")
+    parts = [cfg.model.backbone, *(neck if isinstance(neck, list) else [neck] if neck else [])]
+    for part in parts:
+        init = part.get("init_cfg") or {}
+        src = init.get("checkpoint") if isinstance(init, dict) else None
+        if isinstance(src, str) and src.startswith(SYNTHETIC):
+            k = src[len(SYNTHETIC):]
+            why = check_entry(k)
+            if why is not None:
+                raise WarmStartError(f"warm start {k} in {cache_root()} is not usable ({why}): build "
+                                     "it with `python -m bench.warmstart` before exporting, or "
+                                     "pass --pretrained none")
+            init["checkpoint"] = str(paths(k)[0])
+
+
 def export_config(cell: Cell, opts: Options, folder: Path) -> Path:
     """The cell's config as an mmdet config file ``folder/<cell key>.py`` (atomic)."""
     from reports.schema import atomic_write
 
     cfg = resolve(cell, opts, work_dir=str(Path("work_dirs") / cell.profile / cell.key))
+    _local_warm_start(cfg)
     lay = layout(cell, opts)
     head = (f"# sepc-bench cell {cell.key} of profile {cell.profile} (config_hash "
             f"{config_hash(cfg)}), exported by `python -m bench config --export`.\n"

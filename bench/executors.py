@@ -1,7 +1,8 @@
 """Where cells run: one place that chooses the submitit executor and talks to the scheduler.
 
 ``local``: cells run one after another (``--jobs`` at a time) as submitit local jobs, each in its
-own process, with a live progress bar; Ctrl-C cancels what runs and keeps what finished.
+own process, with a live progress bar; Ctrl-C cancels what runs and keeps what finished. Once no
+cell trains, the cells of each detector are timed together (bench/timing.py).
 ``slurm``: one job array per distinct resource request, submitted and returned from at once;
 ``sweep.json`` in the results folder records the job ids so that status, cancel and table work
 later from any shell.
@@ -96,6 +97,10 @@ def run_local(cells: list[Cell], results: Path, opts: Options, jobs: int = 1,
     ``plan_opts``: a pilot's full cells (see ``CellJob``)."""
     from tqdm import tqdm
 
+    from .timing import time_local
+    from .warmstart import prepare
+
+    prepare(cells, opts)  # the smoke warm start, once per machine, before any cell starts
     folder = _submitit_folder(results)
     executor = submitit.LocalExecutor(folder=folder)
     executor.update_parameters(timeout_min=24 * 60)
@@ -144,6 +149,7 @@ def run_local(cells: list[Cell], results: Path, opts: Options, jobs: int = 1,
     finally:
         bar.close()
         signal.signal(signal.SIGTERM, previous_sigterm)
+    time_local(results, cells, show_progress=progress)  # no cell trains now: time them together
     return final
 
 

@@ -224,7 +224,11 @@ class CellJob(submitit.helpers.Checkpointable):
                    eval_images=hook.val_images if hook else None,
                    eval_unique_images=hook.val_unique_images if hook else None,
                    other_rank_writes=sum((w for w in writes[1:]), []))
-        row.update(self._measure(runner, profile))
+        # A local sweep's trained cells are timed together once none trains (bench/timing.py);
+        # a pilot times itself (its forecast needs the per-call cost).
+        deferred = (cell.source == "trained" and _job_ids()["executor"] == "local"
+                    and not self.opts.pilot_iters)
+        row.update(self._measure(runner, profile, time_here=not deferred))
         if self.opts.pilot_iters:
             row.update(self._forecast(cell, cfg, runner, hook, row))
         else:
@@ -243,7 +247,8 @@ class CellJob(submitit.helpers.Checkpointable):
         from .hooks import CellProgressHook
         from .pretrained import fetch_pretrained
 
-        pretrained = fetch_pretrained(self.opts.pretrained or profile.settings.get("pretrained"))
+        pretrained = fetch_pretrained(self.opts.pretrained or profile.settings.get("pretrained"),
+                                      cell.profile)
         if pretrained:
             cfg.model.backbone.init_cfg.checkpoint = pretrained
         backend = ddp.setup(cfg)  # several tasks: one DDP process per device
@@ -351,12 +356,16 @@ class CellJob(submitit.helpers.Checkpointable):
             print(f"[sepc-bench] evaluation records not cached: {exc}", flush=True)
         return row
 
-    def _measure(self, runner, profile) -> dict:
-        """Latency (both protocols), parameters, FLOPs and peak memory of the trained model, on
-        this process alone (rank 0, after the other ranks left) and on unsharded input."""
+    def _measure(self, runner, profile, time_here: bool = True) -> dict:
+        """Latency (both protocols; ``time_here``), parameters, FLOPs and peak memory, on this
+        process alone (rank 0, after the other ranks left) and on unsharded input.
+
+        A trained cell of a local sweep does not time itself: other cells train beside it, so
+        they are timed together once training is over (bench/timing.py). A job on its own device
+        (SLURM, or run inline), a pilot and a released cell (nothing trains) time themselves
+        here: ``latency_protocol = "per-job"``."""
         import torch
         from mmengine.dataset import pseudo_collate
-        from torch.utils.data import DataLoader, SequentialSampler
 
         from . import latency
 
@@ -370,15 +379,15 @@ class CellJob(submitit.helpers.Checkpointable):
         device = next(model.parameters()).device
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        timed = latency.fuse_for_inference(copy.deepcopy(model))  # every variant alike
-        out = latency.model_step(timed, inputs, samples, int(lat.get("warmup", 20)),
-                                 int(lat.get("iters", 100)))
-        # Every image in order: mmengine's DefaultSampler would hand rank 0 one shard only.
-        loader = DataLoader(dataset, batch_size=int(lat.get("paper_batch", 8)), num_workers=0,
-                            sampler=SequentialSampler(dataset), collate_fn=pseudo_collate)
-        out.update(latency.paper_protocol(timed, loader, int(lat.get("paper_skip", 100)),
-                                          int(lat.get("paper_iters", 200))))
-        out["latency_world_size"] = 1
+        out: dict = {}
+        if time_here:
+            timed = latency.fuse_for_inference(copy.deepcopy(model))  # every variant alike
+            out.update(latency.model_step(timed, inputs, samples, int(lat.get("warmup", 20)),
+                                          int(lat.get("iters", 100))))
+            out.update(latency.paper_protocol(
+                timed, latency.paper_loader(dataset, int(lat.get("paper_batch", 8))),
+                int(lat.get("paper_skip", 100)), int(lat.get("paper_iters", 200))))
+            out.update(latency_protocol="per-job", latency_world_size=1)
         out["params"] = latency.count_params(model)
         try:
             out["flops"] = latency.count_flops(model, inputs, samples)

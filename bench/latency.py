@@ -68,9 +68,21 @@ def model_step(model: nn.Module, inputs: torch.Tensor, samples: list, warmup: in
             sync(device)
             if i >= warmup:
                 times.append((time.perf_counter() - t0) * 1e3)
-    q = statistics.quantiles(times, n=10) if len(times) >= 2 else times * 9
-    return dict(latency_ms=statistics.median(times), latency_p10_ms=q[0], latency_p90_ms=q[-1],
-                latency_iters=iters, latency_input="x".join(map(str, inputs.shape)))
+    return step_row(times, inputs)
+
+
+def summarise(times: list[float]) -> dict:
+    """median and p10/p90 (ms) of one function's repetitions."""
+    q = statistics.quantiles(times, n=10, method="inclusive") if len(times) > 1 else times * 9
+    return dict(median_ms=statistics.median(times), p10_ms=q[0], p90_ms=q[-1], n=len(times))
+
+
+def step_row(times: list[float], inputs: torch.Tensor) -> dict:
+    """The result-row fields of a model step timed ``len(times)`` times (rounds kept, in ms)."""
+    s = summarise(times)
+    return dict(latency_ms=s["median_ms"], latency_p10_ms=s["p10_ms"], latency_p90_ms=s["p90_ms"],
+                latency_iters=s["n"], latency_rounds_ms=[round(t, 4) for t in times],
+                latency_input="x".join(map(str, inputs.shape)))
 
 
 def paper_protocol(model: nn.Module, loader, skip: int = 100, iters: int = 200) -> dict:
@@ -96,6 +108,16 @@ def paper_protocol(model: nn.Module, loader, skip: int = 100, iters: int = 200) 
     return dict(latency_paper_ms=statistics.fmean(per_image),
                 latency_paper_batch=loader.batch_size, latency_paper_iters=iters,
                 latency_paper_images=len(seen))
+
+
+def paper_loader(dataset, batch: int):
+    """The validation images in order, ``batch`` at a time, for the paper's protocol: all of
+    them, in one process (mmengine's DefaultSampler would hand a DDP rank one shard only)."""
+    from mmengine.dataset import pseudo_collate
+    from torch.utils.data import DataLoader, SequentialSampler
+
+    return DataLoader(dataset, batch_size=batch, num_workers=0,
+                      sampler=SequentialSampler(dataset), collate_fn=pseudo_collate)
 
 
 def fuse_for_inference(model: nn.Module) -> nn.Module:

@@ -33,8 +33,10 @@ import torch
 from torch import nn
 
 from . import latency
-from .configs import resolve
+from .latency import summarise
+from .configs import Options, resolve
 from .matrix import DETECTORS, VARIANTS, Cell, MatrixError, parse_list
+from .pretrained import NONE
 from reports.perf import perf_markdown
 
 from .store import atomic_write_json, atomic_write, default_results, now
@@ -73,8 +75,8 @@ def build_detector(size: Size, detector: str, variant: str, device: torch.device
     import sepc  # noqa: F401  (registers the SEPC neck and heads)
 
     register_all_modules(init_default_scope=True)
-    cfg = resolve(Cell(size.profile, detector, variant), data=size.with_data)
-    cfg.model.backbone.init_cfg = None
+    cfg = resolve(Cell(size.profile, detector, variant), Options(pretrained=NONE),
+                  data=size.with_data)
     torch.manual_seed(seed)
     model = MODELS.build(cfg.model)
     logger = MMLogger.get_current_instance()
@@ -153,12 +155,6 @@ def interleaved(fns: dict[str, Callable[[], object]], warmup: int, reps: int,
             if progress is not None:
                 progress.update(1)
     return times
-
-
-def summarise(times: list[float]) -> dict:
-    """median and p10/p90 (ms) of one function's repetitions."""
-    q = statistics.quantiles(times, n=10, method="inclusive") if len(times) > 1 else times * 9
-    return dict(median_ms=statistics.median(times), p10_ms=q[0], p90_ms=q[-1], n=len(times))
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Backbone weights for the paper profile: mmdet's usual ``torchvision://resnet50``, or a path.
+"""Where a cell's starting weights come from: mmdet's usual ``torchvision://resnet50`` (paper),
+a path, ``synthetic://`` (the profile's warm start, bench/warmstart.py: smoke) or ``none``.
 
 mmengine resolves ``torchvision://`` through torchvision, which this stack does not install (the
 PyPI build does not import beside a CPU torch), so the names are mapped to their download
@@ -17,8 +18,35 @@ TORCHVISION_URLS = {
 }
 
 
+#: ``--pretrained none``: every weight from its initialiser (also how the warm start trains).
+NONE = "none"
+#: The profile's own warm start: backbone + FPN trained once on its synthetic training split.
+SYNTHETIC = "synthetic://"
+
+
 class PretrainedError(RuntimeError):
     """Backbone weights that cannot be had: the message says what to pass instead."""
+
+
+def apply_pretrained(cfg, spec: str | None, profile: str) -> None:
+    """Point the config's backbone (and for ``synthetic://`` also its FPN) at ``spec``'s weights.
+
+    The warm start is named by its cache key (``synthetic://<key>``), not by a path, so that the
+    config and its hash do not depend on the machine."""
+    from mmengine.config import ConfigDict
+
+    spec = None if spec in (None, "", NONE) else spec
+    if spec == SYNTHETIC:
+        from .warmstart import uri
+
+        src = uri(profile)
+        neck = cfg.model.neck
+        fpn = neck[0] if isinstance(neck, list) else neck  # SEPC variants: [FPN, SEPC]
+        cfg.model.backbone.init_cfg = ConfigDict(type="Pretrained", checkpoint=src,
+                                                 prefix="backbone.")
+        fpn["init_cfg"] = ConfigDict(type="Pretrained", checkpoint=src, prefix="neck.")
+        return
+    cfg.model.backbone.init_cfg = ConfigDict(type="Pretrained", checkpoint=spec) if spec else None
 
 
 def _hub_file(url: str) -> Path:
@@ -30,8 +58,10 @@ def _hub_file(url: str) -> Path:
 def check_pretrained(spec: str | None) -> str | None:
     """At submit time: a local path must exist; a download name must be a known one; ``none``
     trains from random weights."""
-    if not spec or spec == "none":
+    if not spec or spec == NONE:
         return None
+    if spec == SYNTHETIC:
+        return spec
     if spec.startswith("torchvision://"):
         name = spec.split("://", 1)[1]
         if name not in TORCHVISION_URLS:
@@ -45,9 +75,17 @@ def check_pretrained(spec: str | None) -> str | None:
     return str(path.resolve())
 
 
-def fetch_pretrained(spec: str | None) -> str | None:
-    """In the job: a local file for the weights (downloaded into torch's hub cache if needed)."""
+def fetch_pretrained(spec: str | None, profile: str) -> str | None:
+    """In the job: a local file for the weights (downloaded into torch's hub cache if needed).
+
+    ``synthetic://``: the warm start is built if this machine lacks it (under a lock, once) and
+    None is returned, as the config already names it."""
     spec = check_pretrained(spec)
+    if spec == SYNTHETIC:
+        from .warmstart import ensure
+
+        ensure(profile)
+        return None
     if not spec or Path(spec).is_file():
         return spec
     url = TORCHVISION_URLS[spec.split("://", 1)[1]] if spec.startswith("torchvision://") else spec

@@ -22,6 +22,7 @@ from reports.forecast import read_pilots
 from reports.forecast import render_markdown as forecast_markdown
 from reports.schema import atomic_write
 from reports.store import read_results
+from reports.summary import Headline, headlines, render_summary_text
 from reports.table import TableModel, build_tables, normalise, render_csv, render_latex, render_markdown, render_text
 
 FORMATS: tuple[str, ...] = ("text", "md", "csv", "tex", "html", "png")
@@ -76,6 +77,10 @@ def build_report(
     out = Path(out_dir) if out_dir is not None else results_dir / "report"
     df = read_results(results_dir)
     models: list[TableModel] = build_tables(df)
+    summary: dict[str, list[Headline]] = {}
+    if ("html" in formats or echo) and len(df):
+        ndf = normalise(df)
+        summary = {m.profile: headlines(ndf, results_dir, m.profile) for m in models}
     paths: dict[str, Path] = {}
 
     if "md" in formats:
@@ -105,10 +110,11 @@ def build_report(
         from reports.html import render_html
 
         page = render_html(normalise(df) if len(df) else df, models, plots, results_dir=results_dir,
-                           out_dir=out, skipped_plot_profiles=skipped)
+                           out_dir=out, skipped_plot_profiles=skipped, summary=summary)
         paths["html"] = atomic_write(out / "report.html", page)
     if echo and "text" in formats:  # last, so that a closed pipe cannot stop the files
-        print("\n".join(render_text(m) for m in models), end="", flush=True)
+        print("\n".join(render_text(m) + render_summary_text(summary.get(m.profile, []))
+                        for m in models), end="", flush=True)
     return paths
 
 

@@ -27,6 +27,7 @@ from reports.perf import perf_html, read_perf
 from reports.published import PUBLISHED_PROFILES
 from reports.schema import ACTIVE, ENDED_BAD
 from reports.store import DETECTOR_NAMES, VARIANT_NAMES, read_log_tail
+from reports.summary import NO_DIFFERENCE, Finding, Headline
 from reports.table import ROW_RELEASED, Block, TableModel
 
 #: Cells listed one by one in the sweep-status section before "and N more".
@@ -51,8 +52,10 @@ h3 { font-size: 15px; margin: 18px 0 6px; color: #2a3447; }
 .badge.done { color: var(--ok); border-color:#abdcbb; background:#eefaf1; }
 .badge.failed, .badge.cancelled { color: var(--bad); border-color:#f3b8b2; background:#fdf0ef; }
 .badge.pending, .badge.running, .badge.requeued { color: var(--warn); border-color:#f5d0a9; background:#fff7ed; }
-.glance { margin: 8px 0 0; padding-left: 20px; }
-.glance li { margin: 2px 0; }
+.finding { font-size: 13px; }
+.finding.claim { font-weight: 600; }
+.finding.nodiff { color: var(--muted); font-size: 12px; }
+.finding.error { color: var(--bad); font-size: 12px; }
 table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
 table.ablation { width: 100%; margin: 4px 0 6px; table-layout: fixed; }
 table.ablation th, table.ablation td { padding: 5px 10px; border-bottom: 1px solid var(--line); }
@@ -62,6 +65,8 @@ table.ablation th.det { text-align: left; vertical-align: top; font-weight: 600;
 table.ablation td.rowlabel { color: var(--muted); font-size: 12px; white-space: nowrap; }
 table.ablation td.cell { text-align: right; white-space: nowrap; }
 table.ablation tr.group-start > * { border-top: 1.5px solid #b8c0cc; }
+table.ablation.summary td.cell { white-space: normal; vertical-align: top; }
+table.ablation.summary th.det { width: 13%; }
 table.perf { margin: 4px 0 10px; }
 table.perf caption { text-align: left; color: var(--muted); font-size: 12px; }
 table.perf th, table.perf td { padding: 4px 8px; border-bottom: 1px solid var(--line); text-align: right; white-space: nowrap; }
@@ -212,35 +217,46 @@ def _log_href(results_dir: Path, out_dir: Path, cell_key: str) -> str | None:
     return quote(Path(rel).as_posix())
 
 
-def _glance(models: list[TableModel]) -> str:
-    """One line per profile x detector: what SEPC-lite and SEPC gain and cost."""
-    items = []
-    for m in models:
-        num = m.numeric
-        for det in num["detector"].drop_duplicates():
-            parts = []
-            for v in ("sepc_lite", "sepc"):
-                r = num[(num["detector"] == det) & (num["variant"] == v)]
-                if r.empty:
-                    continue
-                r = r.iloc[0]
-                name = VARIANT_NAMES.get(v, v)
-                if pd.isna(r["AP_delta"]):
-                    why = {"not run": "not run", "failed": "FAILED"}.get(r["status"], str(r["status"]))
-                    parts.append(f"{name}: {why if pd.isna(r['AP']) else 'no baseline'}")
-                    continue
-                s = f"{name} {r['AP_delta']:+.1f} AP"
-                if r["n_seeds"] >= 2:
-                    s += f" (n={int(r['n_seeds'])})"
-                if not pd.isna(r.get("published_AP_delta")):
-                    s += f" [published {r['published_AP_delta']:+.1f}]"
-                if not pd.isna(r["latency_pct"]):
-                    s += f", latency {r['latency_pct']:+.1f}%"
-                parts.append(s)
-            if parts:
-                prefix = f"{m.profile} · " if len(models) > 1 else ""
-                items.append(f"<li><b>{esc(prefix + DETECTOR_NAMES.get(det, det))}</b>: {esc('; '.join(parts))}</li>")
-    return f'<ul class="glance">{"".join(items)}</ul>' if items else ""
+def _finding_html(f: Finding) -> str:
+    cls = "error" if f.error is not None else "claim" if f.resolved else "nodiff"
+    return (f'<div class="finding {cls}" data-quantity="{esc(f.quantity)}" title="{esc(f.method)}">'
+            f"{esc(f.quantity)}{' ' if cls == 'claim' else ': '}{esc(f.short())}</div>")
+
+
+def _summary(summary: dict[str, list[Headline]]) -> str:
+    """The headlines as the paper's grid (reports/summary.py): each variant against its
+    detector's baseline, a difference only where its interval excludes zero."""
+    out = []
+    for profile, lines in summary.items():
+        if not lines:
+            continue
+        variants = list(dict.fromkeys(h.variant for h in lines))
+        by = {(h.detector, h.variant): h for h in lines}
+        methods = []
+        for quantity in ("ap", "latency"):
+            used = dict.fromkeys(getattr(h, quantity).method for h in lines if getattr(h, quantity).method)
+            if used:
+                methods.append(f"{'AP' if quantity == 'ap' else quantity}: {'; '.join(used)}")
+        out.append(f'<table class="ablation summary" data-profile="{esc(profile)}"><thead><tr>'
+                   '<th class="lab">' + (esc(profile) if len(summary) > 1 else "Detector") + "</th>"
+                   + "".join(f'<th data-variant="{esc(v)}">{esc(VARIANT_NAMES.get(v, v))}</th>' for v in variants)
+                   + "</tr></thead><tbody>")
+        for det in dict.fromkeys(h.detector for h in lines):
+            out.append(f'<tr data-detector="{esc(det)}"><th class="det">{esc(DETECTOR_NAMES.get(det, det))}</th>')
+            for v in variants:
+                h = by.get((det, v))
+                out.append(f'<td class="cell" data-variant="{esc(v)}">'
+                           + (_finding_html(h.ap) + _finding_html(h.latency) if h else "—") + "</td>")
+            out.append("</tr>")
+        out.append("</tbody></table>")
+        if methods:
+            out.append(f'<p class="meta">Intervals — {esc(" · ".join(methods))}.</p>')
+    if not out:
+        return ""
+    return ('<h2 id="summary">Summary</h2><p class="meta">Each variant against its detector\'s baseline. '
+            "A difference is claimed only where its interval excludes zero; otherwise: "
+            f"<i>{esc(NO_DIFFERENCE)}</i>, with the interval. The tables below keep every number.</p>"
+            + "".join(out))
 
 
 def _status_counts(df: pd.DataFrame, models: list[TableModel]) -> dict[str, int]:
@@ -279,7 +295,7 @@ def _details_table(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> str:
     out = []
     if common:
         out.append('<p class="meta">Same for every result file — ' + " · ".join(common) + "</p>")
-    cols = ["cell", "seed", "source", "status", "AP", "latency", "wall time", "iters", "requeues",
+    cols = ["cell", "seed", "source", "status", "AP", "latency", "timed", "wall time", "iters", "requeues",
             *[label for _c, label, _f in varying], "config", "job", "finished", "log"]
     out.append('<table class="details"><thead><tr>' + "".join(f"<th>{c}</th>" for c in cols) + "</tr></thead><tbody>")
     for r in df.itertuples(index=False):
@@ -291,6 +307,8 @@ def _details_table(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> str:
         if not pd.isna(d.get("iters_run")) or not pd.isna(d.get("train_iters")):
             iters = f"{esc(d.get('iters_run'))}/{esc(d.get('train_iters'))}"
         lat = _fmt_num(d.get("latency_ms"), 1)
+        lo, hi = _fmt_num(d.get("latency_p10_ms"), 1), _fmt_num(d.get("latency_p90_ms"), 1)
+        lat = f"{lat} ms ({lo}–{hi})" if lat and lo and hi else f"{lat} ms" if lat else ""
         extra = "".join(f"<td>{esc(fmt(d.get(c)) if isinstance(d.get(c), str) else d.get(c))}</td>"
                         for c, _l, fmt in varying)
         out.append(
@@ -300,7 +318,8 @@ def _details_table(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> str:
             f"<td>{esc(d.get('source'))}</td>"
             f'<td class="st-{esc(st)}">{esc(st)}</td>'
             f'<td class="num">{_fmt_num(d.get("AP"), 2)}</td>'
-            f'<td class="num">{esc(lat + " ms" if lat else "")}</td>'
+            f'<td class="num">{esc(lat)}</td>'
+            f"<td>{esc(d.get('latency_protocol'))}</td>"
             f'<td class="num">{esc(_fmt_s(d.get("wall_s")))}</td>'
             f'<td class="num">{iters}</td>'
             f'<td class="num">{esc(d.get("requeues"))}</td>'
@@ -408,12 +427,14 @@ def render_html(
     out_dir: str | os.PathLike[str],
     generated_at: datetime | None = None,
     skipped_plot_profiles: Iterable[str] = (),
+    summary: dict[str, list[Headline]] | None = None,
 ) -> str:
     """The whole report as one HTML string.
 
     ``plots`` maps a profile to (caption, PNG bytes) pairs, inlined as data
     URIs; ``out_dir`` is where the file will live, so that links to each cell's
-    job.log are relative and survive copying the results folder.
+    job.log are relative and survive copying the results folder; ``summary`` holds
+    each profile's headlines (reports/summary.py).
     """
     results_dir, out_dir = Path(results_dir).resolve(), Path(out_dir).resolve()
     when = (generated_at or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M UTC")
@@ -436,7 +457,7 @@ def render_html(
     counts = _status_counts(df, models)
     out.append('<div class="badges">' + "".join(
         f'<span class="badge {esc(k.replace(" ", "-"))}">{esc(k)}: {v}</span>' for k, v in counts.items()) + "</div>")
-    out.append(_glance(models))
+    out.append(_summary(summary or {}))
     skipped = list(skipped_plot_profiles)
     perf = read_perf(results_dir)  # `bench perf` output beside the results: under latency, once
     for m in models:

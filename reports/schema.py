@@ -94,6 +94,9 @@ SCHEMA: dict[str, str] = {
     "latency_p90_ms": "float",
     "latency_paper_ms": "float",
     "latency_input": "str",
+    "latency_protocol": "str",  # LATENCY_PROTOCOLS: how the latency was measured
+    "latency_group": "str",  # cells timed in the same interleaved rounds share it
+    "latency_rounds_ms": "str",  # JSON list: the model step of each interleaved round
     "params": "Int64",
     "flops": "float",
     "wall_s": "float",

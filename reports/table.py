@@ -14,7 +14,6 @@ A cell that has not produced a number says why (``—`` not run, ``pending``,
 
 from __future__ import annotations
 
-import importlib
 import io
 import math
 import re
@@ -33,6 +32,7 @@ from reports.published import (
 )
 from reports.schema import STATUSES, URGENCY
 from reports.store import DETECTOR_NAMES, METRICS, VARIANT_NAMES, grid
+from reports.summary import paired_ratios
 
 NOT_RUN = "—"
 #: How a cell with no number reads, by the status that explains it.
@@ -54,6 +54,13 @@ ROW_PUBLISHED = "published"
 ROW_VS_PUBLISHED = "ours − pub."
 ROW_RELEASED_VS_PUBLISHED = "released − pub."
 SIGNIFICANT = "†"
+#: What each ``latency_protocol`` of the store means (docs/results-schema.md).
+LATENCY_PROTOCOLS: dict[str, str] = {
+    "interleaved": "Latency (interleaved): the cells of a detector timed together after the sweep's training, "
+                   "round-robin on one core with nothing else training; the percentage over the baseline is the "
+                   "median of the per-round ratios (p10–p90 of the rounds in the details)",
+    "per-job": "Latency (per-job): each cell's own job timed its model on its own device after training",
+}
 
 
 @dataclass
@@ -113,38 +120,23 @@ def _signed(x: float, digits: int = 1, unit: str = "") -> str:
     return s + unit
 
 
-def _delta_intervals(done: pd.DataFrame, metric: str = "AP") -> dict[tuple[str, str], tuple[float, float]]:
-    """95% Welch intervals of (variant - baseline) over seeds, from reports/bootstrap.py.
-
-    That module belongs to another engineer and is optional: use its
-    ``seed_deltas(df, metric, baseline=, level=, keys=)`` (a frame with
-    delta_lo/delta_hi per detector x variant) or a ``seed_interval(df, ...)``
-    returning (low, high); if neither is there or anything goes wrong, the
-    table simply has no intervals.
-    """
+def _delta_intervals(done: pd.DataFrame, metric: str = "AP") -> tuple[dict[tuple[str, str], tuple[float, float]], str | None]:
+    """95% Welch intervals of (variant - baseline) over seeds (``reports.stats.seed_deltas``),
+    and why they could not be computed, if so: a failure is shown in a footnote, not dropped."""
     if done.empty or not (done.groupby(["detector", "variant"]).size() >= 2).any():
-        return {}  # no cell has two seeds: nothing to ask for
-    try:
-        bootstrap = importlib.import_module("reports.stats")
-    except Exception:
-        return {}
+        return {}, None  # no cell has two seeds: nothing to ask for
+    from reports import stats
+
     out: dict[tuple[str, str], tuple[float, float]] = {}
     try:
-        if callable(getattr(bootstrap, "seed_deltas", None)):
-            res = bootstrap.seed_deltas(done, metric, baseline="baseline", level=0.95, keys=["detector"])
-            for r in res.itertuples(index=False):
-                lo, hi = _f(r.delta_lo), _f(r.delta_hi)
-                if not (math.isnan(lo) or math.isnan(hi)):
-                    out[(str(r.detector), str(r.variant))] = (lo, hi)
-        elif callable(getattr(bootstrap, "seed_interval", None)):
-            for (d, v), _g in done.groupby(["detector", "variant"], sort=False):
-                if v != "baseline":
-                    lo, hi = bootstrap.seed_interval(done, detector=d, variant=v, metric=metric, level=0.95)[:2]
-                    if not (math.isnan(_f(lo)) or math.isnan(_f(hi))):
-                        out[(str(d), str(v))] = (_f(lo), _f(hi))
-    except Exception:
-        return {}
-    return out
+        res = stats.seed_deltas(done, metric, baseline="baseline", level=0.95, keys=["detector"])
+        for r in res.itertuples(index=False):
+            lo, hi = _f(r.delta_lo), _f(r.delta_hi)
+            if not (math.isnan(lo) or math.isnan(hi)):
+                out[(str(r.detector), str(r.variant))] = (lo, hi)
+    except Exception as exc:  # noqa: BLE001 - reported in the table's footnotes
+        return {}, f"{type(exc).__name__}: {exc}"
+    return out, None
 
 
 # ----------------------------------------------------------------------------- aggregation
@@ -228,6 +220,7 @@ class _Cell:
 
 
 _EMPTY = np.empty(0)
+_NONE = pd.DataFrame()
 _NUMERIC = (*METRICS, "latency_ms", "latency_paper_ms", "params", "flops", "wall_s")
 
 
@@ -307,7 +300,9 @@ def build_table(df: pd.DataFrame, profile: str | None = None) -> TableModel:
     detectors = grid(df["detector"], "detector")
     variants = grid(df["variant"], "variant")
     cells = _cells(df)
-    intervals = _delta_intervals(df[(df["source"] == "trained") & (df["status"] == "done")])
+    done_trained = df[(df["source"] == "trained") & (df["status"] == "done")]
+    intervals, interval_error = _delta_intervals(done_trained)
+    by_variant = dict(iter(done_trained.groupby(["detector", "variant"], sort=False))) if "latency_group" in df else {}
     has_released = {d for (d, _v, s) in cells if s == "released"}
     published = profile in PUBLISHED_PROFILES
     vnames = [VARIANT_NAMES.get(v, v) for v in variants]
@@ -354,6 +349,12 @@ def build_table(df: pd.DataFrame, profile: str | None = None) -> TableModel:
             lat_b = base.median("latency_ms") if base else np.nan
             rec["latency_ms"] = lat
             rec["latency_pct"] = (lat / lat_b - 1) * 100 if lat_b > 0 else np.nan
+            # Timed in the same interleaved rounds: the median of the per-round ratios, which a
+            # load change between rounds cannot move as it moves the two medians.
+            ratios = paired_ratios(by_variant.get((d, v), _NONE), by_variant.get((d, "baseline"), _NONE)) if c and base else []
+            rec["latency_pct_paired"] = bool(ratios)
+            if ratios:
+                rec["latency_pct"] = (float(np.median(ratios)) - 1) * 100
             lp = c.median("latency_paper_ms") if c else np.nan
             lp_b = base.median("latency_paper_ms") if base else np.nan
             rec["latency_paper_ms"] = lp
@@ -483,7 +484,8 @@ def build_table(df: pd.DataFrame, profile: str | None = None) -> TableModel:
                         text += f" ({_signed(rec[pct], 1, '%')})"
                     st = "value"
                 lat.loc[(dn, row), vn], lat_st.loc[(dn, row), vn] = text, st
-    blocks.append(Block("latency", "Latency, median over seeds (percentage over the baseline)", lat.frame(), lat_st.frame()))
+    blocks.append(Block("latency", "Latency, median over seeds (percentage over the baseline; paired per round when timed interleaved)",
+                        lat.frame(), lat_st.frame()))
 
     # ---- cost block
     cost_rows = []
@@ -519,6 +521,11 @@ def build_table(df: pd.DataFrame, profile: str | None = None) -> TableModel:
         footnotes.append("mean ± sample std over seeds, n = number of seeds; differences are differences of means.")
     if any_interval:
         footnotes.append(f"{SIGNIFICANT} the 95% Welch interval over seeds of the difference to the baseline excludes 0.")
+    protocols = set(df.loc[df["status"] == "done", "latency_protocol"].dropna()) if "latency_protocol" in df else set()
+    for proto in sorted(protocols):
+        footnotes.append(LATENCY_PROTOCOLS.get(proto, f"latency protocol {proto!r}") + ".")
+    if interval_error:
+        footnotes.append(f"The intervals over seeds could not be computed ({interval_error}): no difference is marked.")
     if any_partial:
         footnotes.append("[k failed, ...]: seeds of the cell without a result; the number is over the finished seeds only.")
     if published:

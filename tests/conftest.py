@@ -57,3 +57,19 @@ def r50_file(tmp_path_factory):
     torch.manual_seed(0)
     torch.save(ResNet(depth=50).state_dict(), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def smoke_warmstart():
+    """The smoke profile's warm start (bench/warmstart.py), built once per machine (minutes, then
+    cached): built here, before a slow test's cells (or SLURM jobs) would wait for it."""
+    from bench.warmstart import ensure, threads
+
+    return ensure("smoke", threads=threads("smoke"))
+
+
+@pytest.fixture(autouse=True)
+def _warm_start_for_slow_tests(request):
+    """Slow tests run smoke cells (locally or as SLURM jobs), which start from the warm start."""
+    if request.node.get_closest_marker("slow"):
+        request.getfixturevalue("smoke_warmstart")

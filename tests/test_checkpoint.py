@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import sepc  # noqa: F401
-from bench.configs import resolve
+from bench.configs import Options, resolve
 from bench.matrix import Cell
 from sepc.checkpoint import (CheckpointConversionError, convert_state_dict, load_mmdet1_checkpoint,
                              map_mmdet1_key, save_mmdet1_checkpoint)
@@ -15,7 +15,7 @@ def _model(detector, variant, seed=0):
 
     register_all_modules()
     torch.manual_seed(seed)
-    model = MODELS.build(resolve(Cell("smoke", detector, variant)).model)
+    model = MODELS.build(resolve(Cell("smoke", detector, variant), Options(pretrained="none")).model)
     model.init_weights()
     return model.eval()
 

@@ -3,7 +3,7 @@ project's configs, trained and run on CPU; each SEPC head computes what mmdet's 
 import pytest
 import torch
 
-from bench.configs import resolve
+from bench.configs import Options, resolve
 from bench.matrix import DETECTORS, VARIANTS, Cell
 
 CELLS = [(d, v) for d in DETECTORS for v in VARIANTS]
@@ -14,7 +14,7 @@ def _build(detector, variant):
     from mmdet.utils import register_all_modules
 
     register_all_modules()
-    cfg = resolve(Cell("smoke", detector, variant))
+    cfg = resolve(Cell("smoke", detector, variant), Options(pretrained="none"))
     model = MODELS.build(cfg.model)
     model.init_weights()
     return cfg, model

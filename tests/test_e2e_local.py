@@ -56,3 +56,33 @@ def test_killed_cell_resumes_from_its_last_checkpoint(tmp_path):
     assert 50 <= row["iters_run"] - first <= 65, (row["iters_run"], first)
     for key in ("AP", "AP50", "latency_ms", "latency_paper_ms", "params", "flops"):
         assert row[key] is not None, key
+
+
+def test_local_sweep_times_a_detector_together_and_summarises(tmp_path):
+    """Local cells do not time themselves while others train: once training is over the cells
+    of a detector are timed round-robin, and the report's summary states intervals."""
+    results = tmp_path / "results"
+    args = [sys.executable, "-m", "bench", "table", "--profile", "smoke", "--detectors", "fsaf",
+            "--variants", "baseline,pconv", "--max-iters", "10", "--results", str(results)]
+    proc = subprocess.run([*args, "--run-missing"], cwd=REPO, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = [json.loads((results / f"fsaf__{v}__s0" / "result.json").read_text())
+            for v in ("baseline", "pconv")]
+    assert {r["latency_protocol"] for r in rows} == {"interleaved"}
+    assert rows[0]["latency_group"] == rows[1]["latency_group"]
+    for r in rows:
+        assert len(r["latency_rounds_ms"]) == r["latency_iters"] == 60
+        assert r["latency_p10_ms"] <= r["latency_ms"] <= r["latency_p90_ms"]
+        assert r["latency_paper_ms"] > 0 and r["flops"] > 0
+    assert "timed 2 fsaf cells interleaved" in proc.stderr
+    summary = proc.stdout[proc.stdout.index("Summary"):]
+    line = next(x for x in summary.splitlines() if x.startswith("- FSAF PConv:"))
+    assert "paired bootstrap over 100 images" in line and "p10–p90 of 60 interleaved rounds" in line
+    assert "not available" not in line
+    # tabulating again times nothing again: the group keeps its timing
+    again = subprocess.run([*args, "--run-missing"], cwd=REPO, capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0 and "interleaved in" not in again.stderr
+    assert json.loads((results / "fsaf__pconv__s0" / "result.json").read_text())[
+        "latency_group"] == rows[1]["latency_group"]

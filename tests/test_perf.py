@@ -44,9 +44,13 @@ def test_interleaved_runs_round_robin_and_drops_warmup():
     times = perf.interleaved(fns, warmup=1, reps=2, device=torch.device("cpu"))
     assert calls == list("ABC") * 3
     assert {k: len(v) for k, v in times.items()} == {"A": 2, "B": 2, "C": 2}
-    s = perf.summarise([5.0, 1.0, 3.0, 2.0, 4.0])
+    s = latency.summarise([5.0, 1.0, 3.0, 2.0, 4.0])
     assert s["median_ms"] == 3.0 and s["p10_ms"] == pytest.approx(1.4)
     assert s["p90_ms"] == pytest.approx(4.6) and s["n"] == 5
+    # the result row of a cell's model step keeps its rounds, summarised the same way
+    row = latency.step_row([5.0, 1.0, 3.0, 2.0, 4.0], torch.zeros(1, 3, 8, 8))
+    assert (row["latency_ms"], row["latency_p10_ms"], row["latency_iters"]) == (3.0, s["p10_ms"], 5)
+    assert row["latency_rounds_ms"] == [5.0, 1.0, 3.0, 2.0, 4.0] and row["latency_input"] == "1x3x8x8"
 
 
 def test_ratios_to_the_baseline_by_hand():
