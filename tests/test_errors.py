@@ -35,7 +35,8 @@ def store(tmp_path: Path) -> Path:
     cell kept no detections (NaN + note). FSAF's baseline has no error analysis at all."""
     return _store(tmp_path, {
         ("retinanet", "baseline"): dict(**_tide(), class_AP=json.dumps({"a": 10.0, "b": 20.0, "c": 30.0})),
-        ("retinanet", "sepc"): dict(**_tide(Loc=4.0, Miss=7.0), class_AP={"a": 15.0, "b": 18.0, "c": 30.0}),
+        ("retinanet", "sepc"): dict(**_tide(Loc=4.0, Miss=7.0), tide_n_Loc=3,
+                                    class_AP={"a": 15.0, "b": 18.0, "c": 30.0}),
         ("retinanet", "pconv"): dict(**{f"tide_{k}": None for k in TIDE_BASE},
                                      tide_note="no detections in detections.bbox.json", class_AP=None),
         ("fsaf", "baseline"): {},
@@ -108,7 +109,7 @@ def test_load_carries_the_columns(store: Path) -> None:
 
     df = bench.load(store)
     row = df[(df["detector"] == "retinanet") & (df["variant"] == "sepc")].iloc[0]
-    assert row["tide_Loc"] == 4.0 and json.loads(row["class_AP"]) == {"a": 15.0, "b": 18.0, "c": 30.0}
+    assert row["tide_Loc"] == 4.0 and row["tide_n_Loc"] == 3 and json.loads(row["class_AP"]) == {"a": 15.0, "b": 18.0, "c": 30.0}
     pconv = df[(df["detector"] == "retinanet") & (df["variant"] == "pconv")].iloc[0]
     assert math.isnan(pconv["tide_Loc"]) and pconv["tide_note"].startswith("no detections")
 
