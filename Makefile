@@ -62,7 +62,7 @@ test-all: setup slurm-up chromium  ## as root: start the local SLURM cluster, in
 test-fast: setup  ## unit tests only (no SLURM, no browser, no end-to-end sweep)
 	$(PY) -m pytest -q -m "not slow and not slurm and not browser" $(ARGS)
 
-bench: setup  ## inference speed of every detector x variant, interleaved, -> results/smoke/perf.{json,md} (README, Performance)
+bench: setup  ## inference speed of every detector x variant, interleaved, -> results/smoke/perf.{json,md} (docs/performance.md)
 	$(PY) -m bench perf $(ARGS)
 
 bench-micro: setup  ## micro-benchmarks: deformable conv paths, SEPC neck parts vs the stock head tower

@@ -55,7 +55,7 @@ def _selection(args, notes: list[str] | None = None,
     if args.profile not in profiles():
         raise MatrixError(f"unknown profile {args.profile!r} (known: {', '.join(profiles())})")
     detectors = parse_list(args.detectors, DETECTORS, "detector")
-    variants = parse_list(args.variants, VARIANTS, "variant")
+    variants = parse_list(args.variants, VARIANTS, "variant") if args.variants else None
     if args.from_checkpoints:
         from .released import released_cells
 
@@ -67,7 +67,8 @@ def _selection(args, notes: list[str] | None = None,
         if args.lcconv_padding == 1:
             raise MatrixError("--lcconv-padding 1 does not apply to --from-checkpoints: the "
                               "released models were trained with the faithful padding 0")
-        chosen, missing = released_cells(args.profile, detectors, variants,
+        chosen, missing = released_cells(args.profile, detectors,
+                                         variants or parse_list(None, VARIANTS, "variant"),
                                          args.from_checkpoints, args.manifest)
         if notes is not None:
             notes.extend(missing)
@@ -312,6 +313,29 @@ def cmd_cancel(args) -> int:
     return 0
 
 
+def _classes(args, chosen, results: Path, opts) -> list[str] | None:
+    """``--classes``, checked against the dataset's categories (when its annotation file is
+    there) and the store's: an unknown name fails before any cell runs."""
+    if not args.classes:
+        return None
+    from reports.errors import UnknownClassError, class_names
+    from reports.store import read_results
+
+    names = [c.strip() for c in args.classes.split(",") if c.strip()]
+    known = set(class_names(read_results(results))) if results.is_dir() else set()
+    if chosen:
+        from .configs import resolve
+
+        ann = Path(resolve(chosen[0], opts).val_evaluator["ann_file"])
+        if ann.is_file():
+            known |= {c["name"] for c in json.loads(ann.read_text())["categories"]}
+    unknown = [c for c in names if c not in known]
+    if unknown:
+        raise UnknownClassError(f"unknown class {', '.join(map(repr, unknown))} in --classes "
+                                f"(known: {', '.join(sorted(known)) or 'none yet'})")
+    return names
+
+
 def cmd_table(args) -> int:
     from reports.build import build_report
 
@@ -336,6 +360,7 @@ def cmd_table(args) -> int:
         todo = [c for c in todo if c not in remote]
         if todo:
             plan(todo, opts)  # bad input (data root, names) before anything runs
+            _classes(args, chosen, results, opts)  # an unknown class fails before any cell runs
             print(f"running {len(todo)} missing cells of profile {args.profile} into {results}",
                   file=sys.stderr)
             run_local(todo, results, opts, jobs=_jobs(args))
@@ -347,7 +372,8 @@ def cmd_table(args) -> int:
         print(f"error: no results in {results} (run `python -m bench run --profile "
               f"{args.profile}` or pass --run-missing)", file=sys.stderr)
         return 2
-    paths = build_report(results, args.out or results / "report", echo=True)
+    paths = build_report(results, args.out or results / "report", echo=True,
+                         classes=_classes(args, chosen, results, opts))
     for name, path in paths.items():
         print(f"{name}: {path}")
     return 0
@@ -532,6 +558,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--run-missing", action="store_true", help="first run, locally, the cells "
                     "that have no result yet")
     sp.add_argument("--jobs", type=int, help="local cells run at once (default: cores / threads)")
+    sp.add_argument("--classes", metavar="NAMES", help="comma-separated class names: the report's "
+                    "per-class view shows only these (default: every class)")
     sp.set_defaults(func=cmd_table)
 
     sp = sub.add_parser("compare", help="A minus B with a paired image-level bootstrap interval")
@@ -568,10 +596,11 @@ def main(argv: list[str] | None = None) -> int:
     from .data import DataError
     from .executors import SchedulerError
     from .pretrained import PretrainedError
+    from reports.errors import UnknownClassError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (MatrixError, DataError, SchedulerError, PretrainedError) as exc:
+    except (MatrixError, DataError, SchedulerError, PretrainedError, UnknownClassError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

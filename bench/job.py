@@ -26,7 +26,7 @@ from reports.schema import COCO_METRIC_ITEMS
 from . import ddp
 from .configs import Options, cell_profile, config_hash, layout, resolve
 from .matrix import Cell
-from .store import REPO, CellStore, atomic_write, now
+from .store import REPO, CellStore, atomic_write, now, sha256_file
 
 
 
@@ -295,7 +295,7 @@ class CellJob(submitit.helpers.Checkpointable):
         self._runner = runner
         load_released(runner.model, state, cell.variant, path)
         return runner, runner.val(), dict(checkpoint=str(path),
-                                          checkpoint_sha256=_sha256(path))
+                                          checkpoint_sha256=sha256_file(path))
 
     def _forecast(self, cell: Cell, cfg, runner, hook, row: dict) -> dict:
         """The pilot's measurements, and the full cell's cost forecast from them."""
@@ -403,16 +403,6 @@ class CellJob(submitit.helpers.Checkpointable):
 def _count_images(ann_file: str) -> int:
     with open(ann_file) as fh:
         return len(json.load(fh)["images"])
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _padding(cfg) -> int | None:

@@ -97,10 +97,14 @@ def parse_seeds(text: str | None) -> list[int]:
 
 def cells(profile: str, detectors: list[str] | None = None, variants: list[str] | None = None,
           seeds: list[int] | None = None) -> list[Cell]:
-    """All cells of a profile in table order (detector rows, variant columns, then seeds)."""
+    """All cells of a profile in table order (detector rows, variant columns, then seeds).
+    ``variants=None``: each detector's default row (the paper's columns plus its extras)."""
     detectors = detectors or default_names(DETECTORS)
-    variants = variants or default_names(VARIANTS)
-    return [Cell(profile, d, v, s) for d in detectors for v in variants for s in (seeds or [0])]
+
+    def row(d: str) -> list[str]:  # no --variants: the paper's, then the detector's own extras
+        return variants or [*default_names(VARIANTS), *DETECTORS[d].extra_variants]
+
+    return [Cell(profile, d, v, s) for d in detectors for v in row(d) for s in (seeds or [0])]
 
 
 __all__ = ["Cell", "DETECTORS", "VARIANTS", "Detector", "Variant", "MatrixError", "cells",

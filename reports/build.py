@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from reports.errors import UnknownClassError, check_classes, class_gains
 from reports.forecast import read_pilots
 from reports.forecast import render_markdown as forecast_markdown
 from reports.schema import atomic_write
@@ -33,6 +34,8 @@ MAX_PLOT_PROFILES = 4
 PLOTS: tuple[tuple[str, str], ...] = (
     ("ap_vs_latency", "AP versus latency: one line per detector from Baseline through SEPC"),
     ("ap_gain_by_size", "AP gain over the baseline by object size (APs, APm, APl); black tick = overall AP gain"),
+    ("error_deltas", "TIDE error deltas against the baseline (dAP of each error type, variant − baseline; "
+                     "below 0 = fewer such errors)"),
     ("training_curves", "Training curves per cell: loss per iteration, COCO bbox AP per evaluation"),
 )
 
@@ -44,14 +47,28 @@ def _slug(s: str) -> str:
 def _figures(df: pd.DataFrame, results_dir: Path, profile: str) -> list[tuple[str, str, bytes]]:
     """(name, caption, PNG) of the three plots of one profile."""
     # matplotlib is imported only when a plot is wanted (text-only builds stay fast).
-    from reports.plots import figure_png, plot_ap_gain_by_size, plot_ap_vs_latency, plot_training_curves
+    from reports.plots import (figure_png, plot_ap_gain_by_size, plot_ap_vs_latency, plot_error_deltas,
+                               plot_training_curves)
 
     figs = {
         "ap_vs_latency": lambda: plot_ap_vs_latency(df, profile),
         "ap_gain_by_size": lambda: plot_ap_gain_by_size(df, profile),
+        "error_deltas": lambda: plot_error_deltas(df, profile),
         "training_curves": lambda: plot_training_curves(df, results_dir, profile),
     }
     return [(name, caption, figure_png(figs[name]())) for name, caption in PLOTS]
+
+
+def render_class_csv(df: pd.DataFrame, profiles: Sequence[str], classes: Sequence[str] | None = None) -> str:
+    """Per-class AP against the baseline, long form: profile, detector, variant, class, AP,
+    baseline AP, difference (seed means, AP points)."""
+    frames = []
+    for p in profiles:
+        g, _missing = class_gains(df, p, classes)
+        frames.append(g.rename(columns={"cls": "class"}).assign(profile=p))
+    out = pd.concat(frames) if frames else pd.DataFrame()
+    cols = ["profile", "detector", "variant", "class", "AP", "baseline_AP", "delta"]
+    return out.reindex(columns=cols).round(3).to_csv(index=False)
 
 
 def build_report(
@@ -60,13 +77,15 @@ def build_report(
     formats: Sequence[str] = FORMATS,
     *,
     echo: bool = False,
+    classes: Sequence[str] | None = None,
 ) -> dict[str, Path]:
     """Write the report of ``results_dir`` into ``out_dir`` (default RESULTS_DIR/report).
 
     Returns the written paths by name: ``md``, ``csv``, ``tex``, ``html`` and
     one per plot (``ap_vs_latency``, ``ap_gain_by_size``, ``training_curves``;
     suffixed ``[profile]`` when the store holds several profiles). ``echo``
-    prints the terminal table (the ``text`` format).
+    prints the terminal table (the ``text`` format). ``classes`` restricts the per-class view
+    (an unknown name raises ``UnknownClassError`` before anything is written).
     """
     unknown = set(formats) - set(FORMATS)
     if unknown:
@@ -76,6 +95,7 @@ def build_report(
         raise FileNotFoundError(f"no results folder {results_dir}")
     out = Path(out_dir) if out_dir is not None else results_dir / "report"
     df = read_results(results_dir)
+    classes = check_classes(df, classes)
     models: list[TableModel] = build_tables(df)
     summary: dict[str, list[Headline]] = {}
     if ("html" in formats or echo) and len(df):
@@ -87,6 +107,9 @@ def build_report(
         paths["md"] = atomic_write(out / "table.md", "\n".join(render_markdown(m) for m in models))
     if "csv" in formats:
         paths["csv"] = atomic_write(out / "table.csv", render_csv(models))
+        if len(df):
+            paths["class_ap"] = atomic_write(out / "class_ap.csv",
+                                             render_class_csv(normalise(df), [m.profile for m in models], classes))
     if "tex" in formats:
         paths["tex"] = atomic_write(out / "table.tex", "\n".join(render_latex(m) for m in models))
     pilots = read_pilots(results_dir)
@@ -102,7 +125,7 @@ def build_report(
                 skipped.append(m.profile)
                 continue
             for name, caption, png in _figures(df, results_dir, m.profile):
-                plots.setdefault(m.profile, []).append((caption, png))
+                plots.setdefault(m.profile, []).append((name, caption, png))
                 if "png" in formats:
                     fname = f"{name}-{_slug(m.profile)}.png" if multi else f"{name}.png"
                     paths[f"{name}[{m.profile}]" if multi else name] = atomic_write(out / fname, png)
@@ -110,7 +133,8 @@ def build_report(
         from reports.html import render_html
 
         page = render_html(normalise(df) if len(df) else df, models, plots, results_dir=results_dir,
-                           out_dir=out, skipped_plot_profiles=skipped, summary=summary)
+                           out_dir=out, skipped_plot_profiles=skipped, summary=summary,
+                           classes=classes)
         paths["html"] = atomic_write(out / "report.html", page)
     if echo and "text" in formats:  # last, so that a closed pipe cannot stop the files
         print("\n".join(render_text(m) + render_summary_text(summary.get(m.profile, []))
@@ -133,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="FMT",
         help=f"output(s) to produce, repeatable or comma-separated, from {', '.join(FORMATS)} (default: all)",
     )
+    ap.add_argument("--classes", metavar="NAMES", help="comma-separated class names: the per-class view "
+                    "shows only these (default: every class)")
     ap.add_argument("-q", "--quiet", action="store_true", help="do not print the table or the written paths")
     args = ap.parse_args(argv)
     formats = FORMATS
@@ -143,12 +169,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             ap.error(f"unknown format(s) {', '.join(bad)}; choose from {', '.join(FORMATS)}")
     t0 = time.perf_counter()
     try:
-        paths = build_report(args.results_dir, args.out, formats, echo=not args.quiet)
+        classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
+        paths = build_report(args.results_dir, args.out, formats, echo=not args.quiet, classes=classes)
         if not args.quiet:
             for p in paths.values():
                 print(f"wrote {p}")
             print(f"report built in {time.perf_counter() - t0:.1f} s")
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, UnknownClassError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `python -m reports DIR | head`: the files are written all the same

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from urllib.parse import quote
 
 import pandas as pd
@@ -28,6 +28,7 @@ from reports.perf import perf_html, read_perf
 from reports.published import PUBLISHED_PROFILES
 from reports.schema import ACTIVE, ENDED_BAD
 from reports.store import DETECTOR_NAMES, VARIANT_NAMES, read_log_tail
+from reports.errors import ALL_CLASSES_UP_TO, TOP_K, class_gains, extremes
 from reports.summary import NO_DIFFERENCE, Finding, Headline
 from reports.table import ROW_RELEASED, Block, Entry, TableModel, entry_parts
 
@@ -95,6 +96,10 @@ ul.notes { color: var(--muted); font-size: 12px; margin: 4px 0 12px; padding-lef
 figure { margin: 14px 0 22px; }
 figure img { max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 4px; }
 figcaption { color: var(--muted); font-size: 12px; margin-top: 4px; }
+.pair { display: flex; gap: 12px; align-items: flex-start; }
+.pair figure { flex: 1 1 0; min-width: 0; }
+table.classes td { white-space: nowrap; }
+table.classes td.none { color: var(--muted); }
 table.details { font-size: 12px; width: 100%; }
 table.details th, table.details td { padding: 3px 7px; border-bottom: 1px solid var(--line); text-align: left;
                                      vertical-align: top; white-space: nowrap; }
@@ -416,6 +421,41 @@ def _status_section(df: pd.DataFrame, models: list[TableModel], results_dir: Pat
     return "\n".join(out)
 
 
+def class_gains_html(df: pd.DataFrame, profile: str, classes: Sequence[str] | None = None) -> str:
+    """Per detector and variant, the classes that gain and lose most against the baseline
+    (every class when there are few, reports/errors.py), with the baseline's AP beside."""
+    gains, missing = class_gains(df, profile, classes)
+    head = (f'<h3>Per-class AP against the baseline</h3><p class="meta">Seed means, AP points: '
+            f'class Δ (baseline AP → variant AP). Every class when there are at most '
+            f'{ALL_CLASSES_UP_TO}, else the {TOP_K} that gain and the {TOP_K} that lose most; '
+            f'all of them in <code>class_ap.csv</code>.</p>')
+    if gains.empty:
+        why = "; ".join(missing) or "no finished trained cell"
+        return head + f'<p class="reason">No per-class AP: {esc(why)}.</p>'
+
+    def item(r: Any) -> str:
+        sign = "pos" if r.delta > 0 else "neg" if r.delta < 0 else ""
+        return (f'<span data-class="{esc(r.cls)}">{esc(r.cls)} <span class="delta {sign}">{r.delta:+.1f}</span> '
+                f'<span class="n">({r.baseline_AP:.1f} → {r.AP:.1f})</span></span>')
+
+    compact = gains.groupby(["detector", "variant"]).size().max() > ALL_CLASSES_UP_TO
+    out = [head, f'<table class="ablation classes" data-profile="{esc(profile)}"><thead><tr>'
+           '<th class="lab">Detector</th><th class="lab">Variant</th>'
+           + ("<th>gain most</th><th>lose most</th>" if compact else "<th>every class, by gain</th>")
+           + "</tr></thead><tbody>"]
+    for (det, var), g in gains.groupby(["detector", "variant"], sort=False):
+        top, bottom = extremes(g)
+        cells = [top] + ([bottom] if compact else [])
+        out.append(f'<tr data-detector="{esc(det)}" data-variant="{esc(var)}"><th class="det">'
+                   f'{esc(DETECTOR_NAMES.get(det, det))}</th><td class="rowlabel">{esc(VARIANT_NAMES.get(var, var))}</td>'
+                   + "".join("<td>" + ", ".join(item(r) for r in c.itertuples()) + "</td>" for c in cells)
+                   + "</tr>")
+    out.append("</tbody></table>")
+    if missing:
+        out.append(f'<p class="meta">Not shown: {esc("; ".join(missing))}.</p>')
+    return "\n".join(out)
+
+
 def render_html(
     df: pd.DataFrame,
     models: list[TableModel],
@@ -426,13 +466,14 @@ def render_html(
     generated_at: datetime | None = None,
     skipped_plot_profiles: Iterable[str] = (),
     summary: dict[str, list[Headline]] | None = None,
+    classes: Sequence[str] | None = None,
 ) -> str:
     """The whole report as one HTML string.
 
-    ``plots`` maps a profile to (caption, PNG bytes) pairs, inlined as data
-    URIs; ``out_dir`` is where the file will live, so that links to each cell's
+    ``plots`` maps a profile to (name, caption, PNG bytes), inlined as data
+    URIs (the error-delta chart beside the size chart); ``out_dir`` is where the file will live, so that links to each cell's
     job.log are relative and survive copying the results folder; ``summary`` holds
-    each profile's headlines (reports/summary.py).
+    each profile's headlines (reports/summary.py); ``classes`` restricts the per-class view.
     """
     results_dir, out_dir = Path(results_dir).resolve(), Path(out_dir).resolve()
     when = (generated_at or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M UTC")
@@ -473,8 +514,16 @@ def render_html(
                 out.append(perf_html(perf))
                 perf = None
         out.append('<ul class="notes">' + "".join(f"<li>{esc(f)}</li>" for f in m.footnotes) + "</ul>")
-        for caption, png in plots.get(m.profile, []):
-            out.append(f"<figure>{_png_tag(png, caption)}<figcaption>{esc(caption)}</figcaption></figure>")
+        figs = {name: f"<figure>{_png_tag(png, caption)}<figcaption>{esc(caption)}</figcaption></figure>"
+                for name, caption, png in plots.get(m.profile, [])}
+        for name, fig in figs.items():
+            if name == "error_deltas" and "ap_gain_by_size" in figs:
+                continue  # drawn beside the size chart
+            if name == "ap_gain_by_size" and "error_deltas" in figs:
+                fig = f'<div class="pair" data-profile="{esc(m.profile)}">{fig}{figs["error_deltas"]}</div>'
+            out.append(fig)
+        if len(df):
+            out.append(class_gains_html(df, m.profile, classes))
     if skipped:
         out.append(f'<p class="meta">Plots omitted for {len(skipped)} more profiles: {esc(", ".join(skipped))}.</p>')
     out.append(forecast_html(read_pilots(results_dir)))

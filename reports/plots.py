@@ -23,9 +23,12 @@ from matplotlib.ticker import MaxNLocator
 from reports.published import PUBLISHED_AP, PUBLISHED_PROFILES
 from reports.schema import URGENCY
 from reports.store import DETECTOR_NAMES, VARIANT_NAMES, grid, read_curves
+from reports.errors import ERRORS, error_deltas
 from reports.table import STATUS_TEXT, select_profile
 
-DETECTOR_COLORS = {"retinanet": "#1f77b4", "freeanchor": "#d62728", "fsaf": "#2ca02c"}
+DETECTOR_COLORS = {"retinanet": "#1f77b4", "freeanchor": "#d62728", "fsaf": "#2ca02c", "atss": "#9467bd"}
+#: One colour per non-baseline variant, in the matrix's order.
+VARIANT_COLORS = ("#fdae6b", "#e6550d", "#74c476", "#31a354", "#756bb1", "#969696")
 SIZE_COLORS = {"APs": "#9ecae1", "APm": "#4292c6", "APl": "#08519c"}
 MISSING_COLOR = "#777777"
 FAILED_COLOR = "#c62828"
@@ -191,6 +194,48 @@ def plot_ap_gain_by_size(df: pd.DataFrame, profile: str | None = None) -> Figure
     if handles:
         fig.legend(handles, labels, loc="outside upper right", ncols=4, fontsize=8, frameon=False)
     fig.suptitle(f"Where the gain comes from: AP by object size — profile {prof}", fontsize=11, x=0.01, ha="left")
+    _missing_note(fig, missing)
+    return fig
+
+
+def plot_error_deltas(df: pd.DataFrame, profile: str | None = None) -> Figure:
+    """TIDE error deltas of each variant against its detector's baseline (reports/errors.py).
+
+    Per detector, one group of bars per error type (Cls, Loc, Both, Dupe, Bkg, Miss, then the
+    FP and FN summaries), one bar per variant: the variant's dAP minus the baseline's. Below
+    zero the variant leaves less AP on the table to that error. Cells without detections are
+    named under the figure with the reason."""
+    d = select_profile(df, profile)
+    prof = str(d["profile"].iloc[0]) if len(d) else (profile or "unknown")
+    deltas, missing = error_deltas(df, profile)
+    dets, vars_ = _grid(d)
+    others = [v for v in vars_ if v != "baseline"]
+    fig = _figure(12.0, 4.2)
+    axes = fig.subplots(1, max(1, len(dets)), sharey=True, squeeze=False)[0]
+    width = 0.8 / max(1, len(others))
+    for ax, det in zip(axes, dets):
+        dd = deltas[deltas["detector"] == det]
+        for j, v in enumerate(others):
+            dv = dd[dd["variant"] == v].set_index("error")["delta"]
+            if dv.empty:
+                continue
+            x = np.arange(len(ERRORS)) + (j - (len(others) - 1) / 2) * width
+            ax.bar(x, [dv.get(e, np.nan) for e in ERRORS], width, color=VARIANT_COLORS[j % len(VARIANT_COLORS)],
+                   label=VARIANT_NAMES.get(v, v) if det == dets[0] else None)
+        if dd.empty:
+            ax.text(0.5, 0.5, "no error analysis", ha="center", va="center", transform=ax.transAxes,
+                    fontsize=9, color=MISSING_COLOR)
+        ax.axhline(0, color="black", lw=0.6)
+        ax.axvline(len(ERRORS) - 2.5, color="#bbbbbb", lw=0.8, ls=":")  # main errors | FP, FN
+        ax.set_xticks(range(len(ERRORS)), list(ERRORS), fontsize=8)
+        ax.set_title(DETECTOR_NAMES.get(det, det), fontsize=10, color=DETECTOR_COLORS.get(det, "black"))
+        ax.grid(True, axis="y", alpha=0.3)
+    axes[0].set_ylabel("dAP variant − baseline (points)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside upper right", ncols=len(labels), fontsize=8, frameon=False)
+    fig.suptitle(f"Which errors change: TIDE dAP against the baseline, below 0 = fewer — profile {prof}",
+                 fontsize=11, x=0.01, ha="left")
     _missing_note(fig, missing)
     return fig
 

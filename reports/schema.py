@@ -43,6 +43,8 @@ def parse_cell_key(key: str) -> dict[str, Any]:
 
 #: The TIDE error decomposition of a cell's detections (reports.stats.tide), in AP points.
 TIDE_COLUMNS: tuple[str, ...] = tuple(f"tide_{k}" for k in ("AP", *MAIN_ERRORS, *SPECIAL_ERRORS))
+#: How many errors of each main type (reports.stats.tide's counts).
+TIDE_COUNT_COLUMNS: tuple[str, ...] = tuple(f"tide_n_{k}" for k in MAIN_ERRORS)
 
 #: Files a cell's folder holds besides result.json (docs/results-schema.md).
 DETECTIONS_FILE = "detections.bbox.json"  # COCO-format detections on the evaluation split
@@ -121,6 +123,7 @@ SCHEMA: dict[str, str] = {
     "checkpoint": "str",
     "checkpoint_sha256": "str",
     **dict.fromkeys(TIDE_COLUMNS, "float"),
+    **dict.fromkeys(TIDE_COUNT_COLUMNS, "Int64"),
     "tide_note": "str",
     "class_AP": "str",  # JSON object: class name -> COCO AP (percent) of that class
 }

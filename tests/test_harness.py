@@ -49,12 +49,16 @@ def test_matrix_is_15_cells_in_table_order():
 
 def test_default_selection_is_the_papers_table_and_all_adds_the_rest():
     """No --detectors/--variants: the paper's 3 x 5; ATSS and SEPC without iBN only when named
-    or with 'all' (the ``paper`` flag of the matrix entries)."""
+    or with 'all' (the ``paper`` flag of the matrix entries, ``extra_variants`` of a row)."""
     assert parse_list(None, DETECTORS, "detector") == PAPER_DETECTORS
     assert parse_list(" ", VARIANTS, "variant") == PAPER_VARIANTS
     assert parse_list("all", DETECTORS, "detector") == [*PAPER_DETECTORS, "atss"]
     assert parse_list("all", VARIANTS, "variant") == [*PAPER_VARIANTS, "sepc_noibn"]
-    assert [c.key for c in cells("smoke", ["atss"])] == [f"atss__{v}__s0" for v in PAPER_VARIANTS]
+    # a detector's row is the paper's columns plus its own extras: ATSS's published SEPC figure
+    # is without iBN, so `--detectors atss` runs that variant too
+    assert [c.key for c in cells("smoke", ["atss"])] == [f"atss__{v}__s0" for v in [*PAPER_VARIANTS, "sepc_noibn"]]
+    assert [c.variant for c in cells("smoke", ["fsaf", "atss"])].count("sepc_noibn") == 1
+    assert [c.key for c in cells("smoke", ["atss"], ["sepc"])] == ["atss__sepc__s0"]
     every = cells("smoke", parse_list("all", DETECTORS, "detector"),
                   parse_list("all", VARIANTS, "variant"))
     assert len(every) == 24 and every[-1].key == "atss__sepc_noibn__s0"

@@ -301,7 +301,7 @@ def test_every_row_names_its_profile(tmp_path: Path) -> None:
     page = build_report(tmp_path, tmp_path / "out", ["html"])["html"].read_text(encoding="utf-8")
     for name in ("paper", "paper-modern", "smoke"):
         assert f'<h2 id="profile-{name}">Profile <code>{name}</code></h2>' in page
-        assert page.count(f'data-profile="{name}"') == 3  # the AP, latency and cost blocks
+        assert page.count(f'data-profile="{name}"') == 4  # the summary, AP, latency and cost blocks
 
 
 def test_seed_intervals_and_their_failure_is_shown(monkeypatch: pytest.MonkeyPatch, smoke_df: pd.DataFrame) -> None:

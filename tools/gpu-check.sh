@@ -8,7 +8,7 @@
 #
 # --dry-run runs the same steps on the CPU at the smoke size (CI runs it: it checks the script,
 # not a GPU). Needs .venv with a CUDA build of torch and mmcv's CUDA ops for the real run
-# (TORCH_SPEC=... FORCE_CUDA=1 make setup; see README).
+# (TORCH_SPEC=... FORCE_CUDA=1 make setup; see docs/cluster.md).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=${PY:-.venv/bin/python}
