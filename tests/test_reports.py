@@ -301,7 +301,7 @@ def test_every_row_names_its_profile(tmp_path: Path) -> None:
     page = build_report(tmp_path, tmp_path / "out", ["html"])["html"].read_text(encoding="utf-8")
     for name in ("paper", "paper-modern", "smoke"):
         assert f'<h2 id="profile-{name}">Profile <code>{name}</code></h2>' in page
-        assert page.count(f'data-profile="{name}"') == 4  # the summary, AP, latency and cost blocks
+        assert page.count(f'data-profile="{name}"') == 5  # summary, AP, latency, cost, the size|error chart pair
 
 
 def test_seed_intervals_and_their_failure_is_shown(monkeypatch: pytest.MonkeyPatch, smoke_df: pd.DataFrame) -> None:
@@ -497,7 +497,7 @@ def test_html_is_self_contained_with_the_table_plots_and_status(smoke_report: di
             assert a["src"].startswith("data:image/png;base64,")
         assert tag != "link"
     imgs = [a for t, a in dom.tags if t == "img"]
-    assert len(imgs) == 3
+    assert len(imgs) == 4  # AP vs latency, AP by size beside the error deltas, training curves
     # the AP table: 3 detector rows x 5 variant columns
     text = html_path.read_text(encoding="utf-8")
     start = text.index('<table class="ablation" data-block="ap"')
