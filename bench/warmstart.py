@@ -39,7 +39,7 @@ from mmengine.hooks import Hook
 
 from .pretrained import SYNTHETIC as SCHEME
 from .pretrained import PretrainedError
-from .store import REPO, atomic_write_json, now, read_json
+from .store import REPO, atomic_write_json, now, read_json, sha256_file
 
 #: $SEPC_BENCH_CACHE/pretrained, default ~/.cache/sepc-bench/pretrained (beside the mmcv wheels).
 CACHE_ENV = "SEPC_BENCH_CACHE"
@@ -135,14 +135,6 @@ def paths(k: str, root: Path | None = None) -> tuple[Path, Path]:
     return root / f"{k}.pth", root / f"{k}.json"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def check_entry(k: str, root: Path | None = None) -> str | None:
     """None when the entry is complete and intact, else why it is not usable."""
     weights, meta_path = paths(k, root)
@@ -151,7 +143,7 @@ def check_entry(k: str, root: Path | None = None) -> str | None:
         return "not built" if not weights.exists() else "no metadata (an interrupted build)"
     if not weights.is_file():
         return "weights file missing"
-    if meta.get("key") != k or meta.get("sha256") != _sha256(weights):
+    if meta.get("key") != k or meta.get("sha256") != sha256_file(weights):
         return "weights do not match their recorded sha256 (corrupt or partial)"
     return None
 
@@ -248,7 +240,7 @@ def ensure(profile_name: str, iters: int | None = None, threads: int | None = No
                 shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
             info = _train(profile_name, iters, weights, threads)
             atomic_write_json(meta_path, dict(
-                key=k, sha256=_sha256(weights), profile=profile_name, created_at=now(),
+                key=k, sha256=sha256_file(weights), profile=profile_name, created_at=now(),
                 host=platform.node(), recipe=json.loads(_key_cached(profile_name, iters)[1]),
                 **info))
             echo(f"[sepc-bench] warm start {k} built in {info['train_s']:.0f} s "

@@ -17,6 +17,7 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from urllib.parse import quote
 
@@ -29,7 +30,7 @@ from reports.schema import ACTIVE, ENDED_BAD
 from reports.store import DETECTOR_NAMES, VARIANT_NAMES, read_log_tail
 from reports.errors import ALL_CLASSES_UP_TO, TOP_K, class_gains, extremes
 from reports.summary import NO_DIFFERENCE, Finding, Headline
-from reports.table import ROW_RELEASED, Block, TableModel
+from reports.table import ROW_RELEASED, Block, Entry, TableModel, entry_parts
 
 #: Cells listed one by one in the sweep-status section before "and N more".
 MAX_STATUS_CELLS = 200
@@ -127,24 +128,25 @@ def esc(x: Any) -> str:
 
 _KEY_BY_DETECTOR_NAME = {v: k for k, v in DETECTOR_NAMES.items()}
 _KEY_BY_VARIANT_NAME = {v: k for k, v in VARIANT_NAMES.items()}
-_DELTA_RE = re.compile(r"\(([+-])(\d+(?:\.\d+)?%?)(†?)\)")
-_N_RE = re.compile(r" n=(\d+)")
-_PARTIAL_RE = re.compile(r" \[([^\]]*)\]")
 
 
-def _cell_html(text: str) -> str:
-    """Escape a display string, then wrap its delta, n= and [partial] parts for styling."""
-    s = esc(text)
-    s = _DELTA_RE.sub(lambda m: f'<span class="delta {"pos" if m.group(1) == "+" else "neg"}">'
-                                f'({m.group(1)}{m.group(2)}{m.group(3)})</span>', s)
-    s = _N_RE.sub(r' <span class="n">n=\1</span>', s)
-    s = _PARTIAL_RE.sub(r' <span class="partialnote">[\1]</span>', s)
-    return s
+def entry_html(e: Entry) -> str:
+    """An entry's text (:func:`reports.table.entry_parts`) with its delta, n= and unfinished
+    seeds in spans of their own, built from the entry's fields."""
+    p = entry_parts(e)
+    out = esc(p.main)
+    if p.delta:
+        out += f' <span class="delta {"neg" if p.negative else "pos"}">{esc(p.delta)}</span>'
+    if p.n:
+        out += f' <span class="n">{esc(p.n)}</span>'
+    if p.note:
+        out += f' <span class="partialnote">{esc(p.note)}</span>'
+    return out
 
 
 def block_html(block: Block, profile: str) -> str:
     """One block as an HTML table; rows carry data-detector/data-row, cells data-variant."""
-    cols = list(block.display.columns)
+    cols = list(block.entries.columns)
     width = f"{70 / max(1, len(cols)):.2f}%"
     out = [f'<table class="ablation" data-block="{esc(block.key)}" data-profile="{esc(profile)}">',
            '<colgroup><col style="width:13%"><col style="width:17%">'
@@ -152,12 +154,9 @@ def block_html(block: Block, profile: str) -> str:
            "<thead><tr><th class=\"lab\">Detector</th><th class=\"lab\"></th>"]
     out += [f'<th data-variant="{esc(_KEY_BY_VARIANT_NAME.get(c, c))}">{esc(c)}</th>' for c in cols]
     out.append("</tr></thead><tbody>")
-    groups: dict[str, int] = {}
-    for det, _row in block.display.index:
-        groups[det] = groups.get(det, 0) + 1
+    groups = Counter(det for det, _row in block.entries.index)
     seen: set[str] = set()
-    for (det, row), values in block.display.iterrows():
-        states = block.states.loc[(det, row)]
+    for (det, row), entries in zip(block.entries.index, block.entries.to_numpy()):
         first = det not in seen
         classes = (["group-start"] if first else []) + (["released"] if row.startswith(ROW_RELEASED) else [])
         cls = f' class="{" ".join(classes)}"' if classes else ""
@@ -166,10 +165,9 @@ def block_html(block: Block, profile: str) -> str:
             out.append(f'<th class="det" rowspan="{groups[det]}">{esc(det)}</th>')
             seen.add(det)
         out.append(f'<td class="rowlabel">{esc(row)}</td>')
-        for c, v in zip(cols, values):
-            st = str(states[c]) or "value"
-            out.append(f'<td class="cell {esc(st)}" data-variant="{esc(_KEY_BY_VARIANT_NAME.get(c, c))}">'
-                       f"{_cell_html(str(v))}</td>")
+        for c, e in zip(cols, entries):
+            out.append(f'<td class="cell {esc(e.state)}" data-variant="{esc(_KEY_BY_VARIANT_NAME.get(c, c))}">'
+                       f"{entry_html(e)}</td>")
         out.append("</tr>")
     out.append("</tbody></table>")
     return "\n".join(out)
@@ -503,7 +501,7 @@ def render_html(
     perf = read_perf(results_dir)  # `bench perf` output beside the results: under latency, once
     for m in models:
         out.append(f'<h2 id="profile-{esc(m.profile)}">Profile <code>{esc(m.profile)}</code></h2>')
-        released = any(r.startswith(ROW_RELEASED) for _d, r in m.block("ap").display.index)
+        released = any(r.startswith(ROW_RELEASED) for _d, r in m.block("ap").entries.index)
         if m.profile in PUBLISHED_PROFILES or released:
             shown = ["published values (SEPC, CVPR 2020, R-50-FPN 1x)"] if m.profile in PUBLISHED_PROFILES else []
             shown += ["the authors' released checkpoints evaluated here (shaded <i>released</i> rows)"] if released else []

@@ -1,12 +1,15 @@
-"""The ablation table: a model (display strings + numbers) and its renderers.
+"""The ablation table: a model of structured entries, and its renderers.
 
 ``build_table`` turns the store's DataFrame into a :class:`TableModel` for one
 profile: three blocks laid out like the paper (rows = detectors, columns = the
 five variants): AP with the difference to the detector's baseline, latency
-with the percentage over the baseline, and params/FLOPs. The model holds
-strings for people and a tidy numeric frame for machines; the renderers
-(terminal text, Markdown, CSV, LaTeX) only format it, so each can be checked
-against the same model.
+with the percentage over the baseline, and params/FLOPs. Each cell is an
+:class:`Entry` that carries its numbers (value, spread over seeds, n, the
+difference to the baseline and its interval) or the status that explains why
+there is none; ``numeric`` is the same table as a tidy frame for machines.
+Every renderer (terminal text, Markdown, CSV, LaTeX here, HTML in
+reports/html.py) formats entries through :func:`entry_parts`, so the strings
+come from one place and none is parsed back into numbers.
 
 A cell that has not produced a number says why (``—`` not run, ``pending``,
 ``running``, ``FAILED``, ``cancelled``) and is never shown as zero.
@@ -17,19 +20,13 @@ from __future__ import annotations
 import io
 import math
 import re
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from reports.published import (
-    LATENCY_NOTE,
-    NOT_PRINTED,
-    PROFILE_NOTES,
-    PUBLISHED_AP,
-    PUBLISHED_PROFILES,
-)
+from reports.published import LATENCY_NOTE, NOT_PRINTED, PROFILE_NOTES, PUBLISHED_AP, PUBLISHED_PROFILES
 from reports.schema import STATUSES, URGENCY
 from reports.store import DETECTOR_NAMES, METRICS, VARIANT_NAMES, grid
 from reports.summary import paired_ratios
@@ -63,21 +60,86 @@ LATENCY_PROTOCOLS: dict[str, str] = {
 }
 
 
-@dataclass
-class Block:
-    """One block of the table: display strings and a state per cell.
+@dataclass(frozen=True)
+class Entry:
+    """One cell of a block: a number with what qualifies it, or why there is none.
 
-    ``display`` and ``states`` share an index of (detector name, row label)
-    and one column per variant display name. ``states`` says what a cell is
-    (``value``, ``partial``, ``reference``, ``failed``, ``pending``,
-    ``running``, ``cancelled``, ``missing``, ``na``) so that a renderer can
-    style it without parsing the text.
+    ``state`` is ``value``, ``partial`` (some seeds without a result, named in
+    ``note``), ``reference`` (a published number), or, without a number, the
+    status that explains it (a key of :data:`STATUS_TEXT`). Renderers style
+    by these fields and format through :func:`entry_parts`.
+    """
+
+    state: str
+    value: float | None = None
+    digits: int = 1  # of the value and of its delta
+    unit: str = ""  # after the value: "ms"
+    signed: bool = False  # the value is itself a difference ("+0.2")
+    mark: str = ""  # footnote mark of a published value ("*")
+    std: float | None = None  # sample std over the n seeds (n >= 2)
+    n: int = 0  # seeds behind a mean; 0 where the value is not one (shown from 2 on)
+    delta: float | None = None  # difference to the detector's baseline
+    delta_unit: str = ""  # "%": relative to the baseline
+    delta_lo: float | None = None  # the delta's 95% interval over seeds, where there is one
+    delta_hi: float | None = None
+    significant: bool = False  # that interval excludes 0
+    note: str = ""  # the seeds without a result: "1 failed, 1 running"
+
+
+class Parts(NamedTuple):
+    """An entry's text in the pieces a renderer may style apart (the empty ones absent)."""
+
+    main: str  # "38.6 ± 0.12", "41.3 ms", "35.6*", "+0.1", "FAILED"
+    delta: str  # "(+2.8†)", "(+6.3%)"
+    n: str  # "n=3"
+    note: str  # "[1 failed]"
+    negative: bool  # the delta, as printed, is below zero
+
+
+def entry_parts(e: Entry) -> Parts:
+    """The one formatting of an entry, shared by every renderer."""
+    if e.value is None:
+        return Parts(STATUS_TEXT[e.state], "", "", "", False)
+    main = _signed(e.value, e.digits) if e.signed else f"{e.value:.{e.digits}f}"
+    main += (f" {e.unit}" if e.unit else "") + e.mark
+    seeds = e.n >= 2 and e.std is not None
+    if seeds:
+        main += f" ± {e.std:.2f}"
+    delta = ""
+    if e.delta is not None:
+        delta = f"({_signed(e.delta, e.digits, e.delta_unit)}{SIGNIFICANT if e.significant else ''})"
+    return Parts(main, delta, f"n={e.n}" if seeds else "", f"[{e.note}]" if e.note else "",
+                 e.delta is not None and _rounded(e.delta, e.digits) < 0)
+
+
+def entry_text(e: Entry) -> str:
+    """An entry as plain text: what the text, Markdown and LaTeX tables print."""
+    p = entry_parts(e)
+    return " ".join(x for x in (p.main, p.delta, p.n, p.note) if x)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One block of the table: an :class:`Entry` per cell.
+
+    ``entries`` is indexed by (detector name, row label), one column per
+    variant display name. ``display`` and ``states`` are derived views (the
+    text of each entry, its state) for readers that want strings.
     """
 
     key: str
     title: str
-    display: pd.DataFrame
-    states: pd.DataFrame
+    entries: pd.DataFrame
+
+    @property
+    def display(self) -> pd.DataFrame:
+        """Each entry's text (:func:`entry_text`)."""
+        return self.entries.map(entry_text)
+
+    @property
+    def states(self) -> pd.DataFrame:
+        """Each entry's state: ``value``, ``partial``, ``reference``, ``failed``, ``missing``, ..."""
+        return self.entries.map(lambda e: e.state)
 
 
 @dataclass
@@ -104,20 +166,18 @@ def _nan(x: Any) -> bool:
     return x is None or (isinstance(x, (float, np.floating)) and math.isnan(x)) or x is pd.NA
 
 
-def _f(x: Any) -> float:
-    """A float or NaN, whatever pandas handed over (NA, None, numpy scalars)."""
-    try:
-        return float("nan") if _nan(x) else float(x)
-    except (TypeError, ValueError):
-        return float("nan")
+def _num(x: Any) -> float | None:
+    """A float, or None for no number (NaN, NA, None); anything else that is not a number raises."""
+    return None if _nan(x) else float(x)
+
+
+def _rounded(x: float, digits: int) -> float:
+    """``x`` as printed: "-0.0" after rounding is a zero, not a fall."""
+    return float(f"{x:.{digits}f}") + 0.0
 
 
 def _signed(x: float, digits: int = 1, unit: str = "") -> str:
-    # "+0.0" for a true zero difference is fine; "-0.0" after rounding is not.
-    s = f"{x:+.{digits}f}"
-    if float(s) == 0:
-        s = f"{0:+.{digits}f}"
-    return s + unit
+    return f"{_rounded(x, digits):+.{digits}f}{unit}"
 
 
 def _delta_intervals(done: pd.DataFrame, metric: str = "AP") -> tuple[dict[tuple[str, str], tuple[float, float]], str | None]:
@@ -131,8 +191,8 @@ def _delta_intervals(done: pd.DataFrame, metric: str = "AP") -> tuple[dict[tuple
     try:
         res = stats.seed_deltas(done, metric, baseline="baseline", level=0.95, keys=["detector"])
         for r in res.itertuples(index=False):
-            lo, hi = _f(r.delta_lo), _f(r.delta_hi)
-            if not (math.isnan(lo) or math.isnan(hi)):
+            lo, hi = _num(r.delta_lo), _num(r.delta_hi)
+            if lo is not None and hi is not None:
                 out[(str(r.detector), str(r.variant))] = (lo, hi)
     except Exception as exc:  # noqa: BLE001 - reported in the table's footnotes
         return {}, f"{type(exc).__name__}: {exc}"
@@ -150,9 +210,7 @@ def select_profile(df: pd.DataFrame, profile: str | None = None) -> pd.DataFrame
     so that the table and the plots group the same rows the same way.
     """
     df = normalise(df)
-    if profile is None:
-        profs = profiles(df)
-        profile = profs[0] if profs else "unknown"
+    profile = profile if profile is not None else (profiles(df) or ["unknown"])[0]
     return df[df["profile"] == profile]
 
 
@@ -204,8 +262,8 @@ class _Cell:
                 return s
         return "unknown"
 
-    def state_without(self, col: str) -> str:
-        """The state of a cell that has no number for ``col``: why it is empty."""
+    def state_without(self) -> str:
+        """The state of this cell in a row that has no number for it: why it is empty."""
         if self.counts.get("done"):
             return "na"  # finished, but this quantity was not measured
         for s in _STATUS_PRIORITY:
@@ -241,27 +299,6 @@ def _cells(df: pd.DataFrame) -> dict[tuple[str, str, str], _Cell]:
     return out
 
 
-class _Grid:
-    """Cells filled one by one (``g.loc[(det, row), col] = text``), turned into a frame once:
-    a DataFrame's .loc setitem costs ~100 us, and a store of many profiles sets thousands."""
-
-    def __init__(self, rows: list[tuple[str, str]], cols: list[str]) -> None:
-        self.rows, self.cols = rows, cols
-        self.data: dict[tuple[tuple[str, str], str], str] = {}
-        self.loc = self
-
-    def __setitem__(self, key: tuple[tuple[str, str], str], value: str) -> None:
-        self.data[key] = value
-
-    def __getitem__(self, key: tuple[tuple[str, str], str]) -> str:
-        return self.data.get(key, "")
-
-    def frame(self) -> pd.DataFrame:
-        idx = pd.MultiIndex.from_tuples(self.rows, names=["Detector", "Row"])
-        values = [[self.data.get((r, c), "") for c in self.cols] for r in self.rows]
-        return pd.DataFrame(values, index=idx, columns=self.cols, dtype=object)
-
-
 # ----------------------------------------------------------------------------- model
 
 
@@ -284,6 +321,143 @@ def build_tables(df: pd.DataFrame) -> list[TableModel]:
     return [build_table(df.iloc[groups[p]], profile=p) for p in profs]
 
 
+@dataclass(frozen=True)
+class _Row:
+    """One row of a block: how each variant's :class:`Entry` is read off its numeric record."""
+
+    label: str
+    value: str  # column of the record
+    delta: str = ""  # column of the difference to the baseline, shown in brackets
+    #: whose cells explain a missing value; ``released`` rows exist only where checkpoints do
+    source: str = "trained"
+    #: ``measured``; ``published`` (the paper's number); ``vs published`` (a value minus it)
+    kind: str = "measured"
+    unit: str = ""
+    delta_unit: str = ""
+    digits: int = 1  # 0: two below 100, else one (params, FLOPs)
+    seeds: str = ""  # the cell column the value is a mean of: ± std, n= and the unfinished seeds
+    interval: bool = False  # the delta's interval over seeds (``<delta>_low/_high/_significant``)
+    of: str = ""  # ``vs published``: the row that says why there is no difference
+
+
+def _blocks(published: bool, paper_latency: bool) -> list[tuple[str, str, list[_Row]]]:
+    """The blocks of a profile's table: (key, title, rows), in the paper's layout."""
+    ap = [_Row(ROW_OURS, "AP", "AP_delta", seeds="AP", interval=True),
+          _Row(ROW_RELEASED, "released_AP", "released_AP_delta", source="released", seeds="AP")]
+    if published:
+        ap += [_Row(ROW_PUBLISHED, "published_AP", "published_AP_delta", kind="published"),
+               _Row(ROW_VS_PUBLISHED, "AP_minus_published", kind="vs published", of=ROW_OURS),
+               _Row(ROW_RELEASED_VS_PUBLISHED, "released_AP_minus_published", source="released",
+                    kind="vs published", of=ROW_RELEASED)]
+    timed = [("model step", "latency")] + ([("paper protocol", "latency_paper")] if paper_latency else [])
+    latency = [_Row(label, f"{col}_ms", f"{col}_pct", unit="ms", delta_unit="%") for label, col in timed]
+    latency += [_Row(f"{ROW_RELEASED}: {r.label}", f"released_{r.value}", f"released_{r.delta}", source="released",
+                     unit="ms", delta_unit="%") for r in list(latency)]
+    cost = [_Row("params (M)", "params_M", "params_M_delta", digits=0),
+            _Row("FLOPs (G)", "flops_G", "flops_G_delta", digits=0)]
+    return [("ap", "COCO box AP (difference to the detector's baseline)", ap),
+            ("latency", "Latency, median over seeds (percentage over the baseline; paired per round when timed "
+                        "interleaved)", latency),
+            ("cost", "Parameters (M) and FLOPs (G) of one forward (difference to the baseline)", cost)]
+
+
+def _entry(row: _Row, rec: dict[str, Any], cell: _Cell | None, of: Entry | None) -> Entry:
+    """The entry of ``row`` for the detector x variant of ``rec``; ``of``: that of the row ``row.of``."""
+    value = _num(rec[row.value])
+    delta = _num(rec[row.delta]) if row.delta and rec["variant"] != "baseline" else None
+    if row.kind == "published":
+        if value is None:
+            return Entry("missing")
+        mark = NOT_PRINTED.get((rec["detector"], rec["variant"]), ("", ""))[0]
+        return Entry("reference", value, mark=mark, delta=delta)
+    if row.kind == "vs published":
+        if value is not None:
+            return Entry("value", value, signed=True)
+        # no number: say why, as the row it is computed from does
+        return of if of is not None and _num(rec["published_AP"]) is not None else Entry("missing")
+    if cell is None:
+        return Entry("missing")
+    if value is None:
+        return Entry(cell.state_without())
+    e = Entry("value", value, digits=row.digits or (2 if abs(value) < 100 else 1), unit=row.unit,
+              delta=delta, delta_unit=row.delta_unit)
+    if row.seeds:
+        n, note = int(cell.values(row.seeds).size), cell.others()
+        e = replace(e, state="partial" if note else "value", n=n, note=note,
+                    std=cell.std(row.seeds) if n >= 2 else None)
+    if row.interval and delta is not None:
+        e = replace(e, delta_lo=_num(rec[f"{row.delta}_low"]), delta_hi=_num(rec[f"{row.delta}_high"]),
+                    significant=rec[f"{row.delta}_significant"] is True)
+    return e
+
+
+def _median(cell: _Cell | None, col: str) -> float:
+    return cell.median(col) if cell else np.nan
+
+
+def _pct(x: float, base: float) -> float:
+    """``x`` over ``base`` in percent; NaN without a positive base."""
+    return (x / base - 1) * 100 if base > 0 else np.nan
+
+
+def _record(d: str, v: str, profile: str, cells: dict[tuple[str, str, str], _Cell],
+            intervals: dict[tuple[str, str], tuple[float, float]], timed_together: dict[Any, pd.DataFrame],
+            published: bool) -> dict[str, Any]:
+    """The numbers of one detector x variant: a row of ``TableModel.numeric`` (and of table.csv)."""
+    c, base = cells.get((d, v, "trained")), cells.get((d, "baseline", "trained"))
+    r, base_rel = cells.get((d, v, "released")), cells.get((d, "baseline", "released"))
+    rec: dict[str, Any] = {
+        "profile": profile,
+        "detector": d,
+        "variant": v,
+        "detector_name": DETECTOR_NAMES.get(d, d),
+        "variant_name": VARIANT_NAMES.get(v, v),
+        "status": c.status if c else "not run",
+        "n_seeds": int(c.values("AP").size) if c else 0,
+    }
+    for s in STATUSES:
+        rec[f"n_{s}"] = int(c.counts.get(s, 0)) if c else 0
+    for m in METRICS:
+        rec[m] = c.mean(m) if c else np.nan
+    rec["AP_std"] = c.std("AP") if c else np.nan
+    for m in ("AP", "APs", "APm", "APl"):
+        rec[f"{m}_delta"] = (rec[m] - base.mean(m)) if (c and base) else np.nan
+    rec["AP_delta_low"] = rec["AP_delta_high"] = np.nan
+    rec["AP_delta_significant"] = pd.NA
+    if c and base and v != "baseline" and c.values("AP").size >= 2 and base.values("AP").size >= 2:
+        ci = intervals.get((d, v))
+        if ci:
+            rec["AP_delta_low"], rec["AP_delta_high"] = ci
+            rec["AP_delta_significant"] = bool(ci[0] > 0 or ci[1] < 0)
+    rec["latency_ms"] = lat = _median(c, "latency_ms")
+    rec["latency_pct"] = _pct(lat, _median(base, "latency_ms"))
+    # Timed in the same interleaved rounds: the median of the per-round ratios, which a
+    # load change between rounds cannot move as it moves the two medians.
+    ratios = paired_ratios(timed_together.get((d, v), _NONE), timed_together.get((d, "baseline"), _NONE)) if c and base else []
+    rec["latency_pct_paired"] = bool(ratios)
+    if ratios:
+        rec["latency_pct"] = (float(np.median(ratios)) - 1) * 100
+    rec["latency_paper_ms"] = lp = _median(c, "latency_paper_ms")
+    rec["latency_paper_pct"] = _pct(lp, _median(base, "latency_paper_ms"))
+    rec["params_M"], rec["flops_G"] = _median(c, "params") / 1e6, _median(c, "flops") / 1e9
+    rec["params_M_delta"] = rec["params_M"] - _median(base, "params") / 1e6
+    rec["flops_G_delta"] = rec["flops_G"] - _median(base, "flops") / 1e9
+    rec["wall_s"] = c.mean("wall_s") if c else np.nan
+    rec["released_status"] = r.status if r else "not run"
+    rec["released_AP"] = r.mean("AP") if r else np.nan
+    rec["released_AP_delta"] = (rec["released_AP"] - base_rel.mean("AP")) if (r and base_rel) else np.nan
+    for col in ("latency_ms", "latency_paper_ms"):
+        rec[f"released_{col}"] = val = _median(r, col)
+        rec[f"released_{col[:-3]}_pct"] = _pct(val, _median(base_rel, col))
+    pub = PUBLISHED_AP.get((d, v), np.nan) if published else np.nan
+    rec["published_AP"] = pub
+    rec["published_AP_delta"] = pub - PUBLISHED_AP.get((d, "baseline"), np.nan) if published else np.nan
+    rec["published_note"] = NOT_PRINTED[(d, v)][1] if published and (d, v) in NOT_PRINTED else ""
+    rec["AP_minus_published"] = rec["AP"] - pub
+    rec["released_AP_minus_published"] = rec["released_AP"] - pub
+    return rec
+
+
 def build_table(df: pd.DataFrame, profile: str | None = None) -> TableModel:
     """The paper-layout table of ``profile`` (default: the only or first profile).
 
@@ -292,256 +466,73 @@ def build_table(df: pd.DataFrame, profile: str | None = None) -> TableModel:
     baseline's median; the COCO profiles (``PUBLISHED_PROFILES``) also get the
     published AP and ours minus published.
     """
-    df = normalise(df)
-    if profile is None:
-        profs = profiles(df)
-        profile = profs[0] if profs else "unknown"
-    df = df[df["profile"] == profile]
-    detectors = grid(df["detector"], "detector")
-    variants = grid(df["variant"], "variant")
+    profile = profile if profile is not None else (profiles(df) or ["unknown"])[0]
+    df = select_profile(df, profile)
+    detectors, variants = grid(df["detector"], "detector"), grid(df["variant"], "variant")
     cells = _cells(df)
     done_trained = df[(df["source"] == "trained") & (df["status"] == "done")]
     intervals, interval_error = _delta_intervals(done_trained)
-    by_variant = dict(iter(done_trained.groupby(["detector", "variant"], sort=False))) if "latency_group" in df else {}
+    timed_together = dict(iter(done_trained.groupby(["detector", "variant"], sort=False))) if "latency_group" in df else {}
     has_released = {d for (d, _v, s) in cells if s == "released"}
     published = profile in PUBLISHED_PROFILES
-    vnames = [VARIANT_NAMES.get(v, v) for v in variants]
-    footnotes: list[str] = []
-    any_interval = False
-    any_partial = False
+    records = {(d, v): _record(d, v, profile, cells, intervals, timed_together, published)
+               for d in detectors for v in variants}
+    numeric = pd.DataFrame.from_records(list(records.values()))
+    paper_latency = bool(numeric["latency_paper_ms"].notna().any() or numeric["released_latency_paper_ms"].notna().any())
 
-    def frame(rows: list[tuple[str, str]]) -> _Grid:
-        return _Grid(rows, vnames)
+    # One loop for every block: a detector's rows, each variant's entry read off its record.
+    blocks: list[Block] = []
+    for key, title, spec in _blocks(published, paper_latency):
+        made: dict[tuple[str, str, str], Entry] = {}
+        index, values = [], []
+        for d in detectors:
+            for r in (r for r in spec if r.source == "trained" or d in has_released):
+                for v in variants:
+                    made[(d, v, r.label)] = _entry(r, records[(d, v)], cells.get((d, v, r.source)),
+                                                   made.get((d, v, r.of)))
+                index.append((DETECTOR_NAMES.get(d, d), r.label))
+                values.append([made[(d, v, r.label)] for v in variants])
+        blocks.append(Block(key, title, pd.DataFrame(values, columns=[VARIANT_NAMES.get(v, v) for v in variants],
+                                                     index=pd.MultiIndex.from_tuples(index, names=["Detector", "Row"]),
+                                                     dtype=object)))
+    partial = any(e.state == "partial" for b in blocks for e in b.entries.to_numpy().ravel())
+    footnotes = _footnotes(profile, df, numeric, interval_error, detectors, variants, bool(has_released), partial)
+    return TableModel(profile=profile, blocks=blocks, numeric=numeric, footnotes=footnotes)
 
-    # ---- numbers, one record per detector x variant
-    records: list[dict[str, Any]] = []
-    for d in detectors:
-        base = cells.get((d, "baseline", "trained"))
-        base_rel = cells.get((d, "baseline", "released"))
-        for v in variants:
-            c = cells.get((d, v, "trained"))
-            r = cells.get((d, v, "released"))
-            rec: dict[str, Any] = {
-                "profile": profile,
-                "detector": d,
-                "variant": v,
-                "detector_name": DETECTOR_NAMES.get(d, d),
-                "variant_name": VARIANT_NAMES.get(v, v),
-                "status": c.status if c else "not run",
-                "n_seeds": int(c.values("AP").size) if c else 0,
-            }
-            for s in STATUSES:
-                rec[f"n_{s}"] = int(c.counts.get(s, 0)) if c else 0
-            for m in METRICS:
-                rec[m] = c.mean(m) if c else np.nan
-            rec["AP_std"] = c.std("AP") if c else np.nan
-            for m in ("AP", "APs", "APm", "APl"):
-                rec[f"{m}_delta"] = (rec[m] - base.mean(m)) if (c and base) else np.nan
-            rec["AP_delta_low"] = rec["AP_delta_high"] = np.nan
-            rec["AP_delta_significant"] = pd.NA
-            if c and base and v != "baseline" and c.values("AP").size >= 2 and base.values("AP").size >= 2:
-                ci = intervals.get((d, v))
-                if ci:
-                    rec["AP_delta_low"], rec["AP_delta_high"] = ci
-                    rec["AP_delta_significant"] = bool(ci[0] > 0 or ci[1] < 0)
-                    any_interval = True
-            lat = c.median("latency_ms") if c else np.nan
-            lat_b = base.median("latency_ms") if base else np.nan
-            rec["latency_ms"] = lat
-            rec["latency_pct"] = (lat / lat_b - 1) * 100 if lat_b > 0 else np.nan
-            # Timed in the same interleaved rounds: the median of the per-round ratios, which a
-            # load change between rounds cannot move as it moves the two medians.
-            ratios = paired_ratios(by_variant.get((d, v), _NONE), by_variant.get((d, "baseline"), _NONE)) if c and base else []
-            rec["latency_pct_paired"] = bool(ratios)
-            if ratios:
-                rec["latency_pct"] = (float(np.median(ratios)) - 1) * 100
-            lp = c.median("latency_paper_ms") if c else np.nan
-            lp_b = base.median("latency_paper_ms") if base else np.nan
-            rec["latency_paper_ms"] = lp
-            rec["latency_paper_pct"] = (lp / lp_b - 1) * 100 if lp_b > 0 else np.nan
-            rec["params_M"] = c.median("params") / 1e6 if c else np.nan
-            rec["flops_G"] = c.median("flops") / 1e9 if c else np.nan
-            rec["params_M_delta"] = rec["params_M"] - (base.median("params") / 1e6 if base else np.nan)
-            rec["flops_G_delta"] = rec["flops_G"] - (base.median("flops") / 1e9 if base else np.nan)
-            rec["wall_s"] = c.mean("wall_s") if c else np.nan
-            rec["released_status"] = r.status if r else "not run"
-            rec["released_AP"] = r.mean("AP") if r else np.nan
-            rec["released_AP_delta"] = (rec["released_AP"] - base_rel.mean("AP")) if (r and base_rel) else np.nan
-            for col in ("latency_ms", "latency_paper_ms"):
-                val = r.median(col) if r else np.nan
-                val_b = base_rel.median(col) if base_rel else np.nan
-                rec[f"released_{col}"] = val
-                rec[f"released_{col[:-3]}_pct"] = (val / val_b - 1) * 100 if val_b > 0 else np.nan
-            pub = PUBLISHED_AP.get((d, v), np.nan) if published else np.nan
-            rec["published_AP"] = pub
-            rec["published_AP_delta"] = pub - PUBLISHED_AP.get((d, "baseline"), np.nan) if published else np.nan
-            rec["published_note"] = NOT_PRINTED[(d, v)][1] if published and (d, v) in NOT_PRINTED else ""
-            rec["AP_minus_published"] = rec["AP"] - pub
-            rec["released_AP_minus_published"] = rec["released_AP"] - pub
-            records.append(rec)
-    numeric = pd.DataFrame.from_records(records)
-    num = {(r["detector"], r["variant"]): r for r in records}
 
-    # ---- AP block
-    ap_rows: list[tuple[str, str]] = []
-    for d in detectors:
-        dn = DETECTOR_NAMES.get(d, d)
-        ap_rows.append((dn, ROW_OURS))
-        if d in has_released:
-            ap_rows.append((dn, ROW_RELEASED))
-        if published:
-            ap_rows += [(dn, ROW_PUBLISHED), (dn, ROW_VS_PUBLISHED)]
-            if d in has_released:
-                ap_rows.append((dn, ROW_RELEASED_VS_PUBLISHED))
-    ap, ap_st = frame(ap_rows), frame(ap_rows)
-
-    def ap_text(c: _Cell | None, base: _Cell | None, v: str, rec: dict[str, Any] | None) -> tuple[str, str]:
-        nonlocal any_partial
-        if c is None:
-            return NOT_RUN, "missing"
-        vals = c.values("AP")
-        if not vals.size:
-            st = c.state_without("AP")
-            return STATUS_TEXT[st], st
-        mean = float(vals.mean())
-        text = f"{mean:.1f}"
-        if vals.size >= 2:
-            text += f" ± {vals.std(ddof=1):.2f}"
-        if v != "baseline" and base is not None and base.values("AP").size:
-            sig = ""
-            if rec is not None and rec.get("AP_delta_significant") is True:
-                sig = SIGNIFICANT
-            text += f" ({_signed(mean - float(base.values('AP').mean()))}{sig})"
-        if vals.size >= 2:
-            text += f" n={vals.size}"
-        state = "value"
-        if c.others():
-            text += f" [{c.others()}]"
-            state = "partial"
-            any_partial = True
-        return text, state
-
-    for d in detectors:
-        dn = DETECTOR_NAMES.get(d, d)
-        for v, vn in zip(variants, vnames):
-            rec = num[(d, v)]
-            ap.loc[(dn, ROW_OURS), vn], ap_st.loc[(dn, ROW_OURS), vn] = ap_text(
-                cells.get((d, v, "trained")), cells.get((d, "baseline", "trained")), v, rec)
-            if d in has_released:
-                ap.loc[(dn, ROW_RELEASED), vn], ap_st.loc[(dn, ROW_RELEASED), vn] = ap_text(
-                    cells.get((d, v, "released")), cells.get((d, "baseline", "released")), v, None)
-            if published:
-                pub = PUBLISHED_AP.get((d, v))
-                if pub is None:
-                    ap.loc[(dn, ROW_PUBLISHED), vn], ap_st.loc[(dn, ROW_PUBLISHED), vn] = NOT_RUN, "missing"
-                else:
-                    mark = NOT_PRINTED.get((d, v), ("", ""))[0]
-                    text = f"{pub:.1f}{mark}"
-                    pb = PUBLISHED_AP.get((d, "baseline"))
-                    if v != "baseline" and pb is not None:
-                        text += f" ({_signed(pub - pb)})"
-                    ap.loc[(dn, ROW_PUBLISHED), vn], ap_st.loc[(dn, ROW_PUBLISHED), vn] = text, "reference"
-                for row, mine, col in ((ROW_VS_PUBLISHED, ROW_OURS, "AP_minus_published"),
-                                       (ROW_RELEASED_VS_PUBLISHED, ROW_RELEASED, "released_AP_minus_published")):
-                    if row == ROW_RELEASED_VS_PUBLISHED and d not in has_released:
-                        continue
-                    diff = rec[col]
-                    if _nan(diff):  # no number: say why, as the row it is computed from does
-                        ap.loc[(dn, row), vn] = ap.loc[(dn, mine), vn] if pub is not None else NOT_RUN
-                        ap_st.loc[(dn, row), vn] = ap_st.loc[(dn, mine), vn] if pub is not None else "missing"
-                    else:
-                        ap.loc[(dn, row), vn] = _signed(diff)
-                        ap_st.loc[(dn, row), vn] = "value"
-
-    blocks = [Block("ap", "COCO box AP (difference to the detector's baseline)", ap.frame(), ap_st.frame())]
-
-    # ---- latency block (released checkpoints get rows of their own)
-    has_paper_lat = numeric["latency_paper_ms"].notna().any() or numeric["released_latency_paper_ms"].notna().any()
-    lat_specs = [("model step", "trained", "latency_ms", "latency_pct")]
-    if has_paper_lat:
-        lat_specs.append(("paper protocol", "trained", "latency_paper_ms", "latency_paper_pct"))
-    lat_specs += [(f"{ROW_RELEASED}: {row}", "released", f"released_{col}", f"released_{pct}")
-                  for row, _src, col, pct in list(lat_specs)]
-    lat_rows = [(DETECTOR_NAMES.get(d, d), row) for d in detectors for row, src, _c, _p in lat_specs
-                if src == "trained" or d in has_released]
-    lat, lat_st = frame(lat_rows), frame(lat_rows)
-    for d in detectors:
-        dn = DETECTOR_NAMES.get(d, d)
-        for v, vn in zip(variants, vnames):
-            rec = num[(d, v)]
-            for row, src, col, pct in lat_specs:
-                if src == "released" and d not in has_released:
-                    continue
-                c = cells.get((d, v, src))
-                if c is None:
-                    text, st = NOT_RUN, "missing"
-                elif _nan(rec[col]):
-                    st = c.state_without(col)
-                    text = STATUS_TEXT[st]
-                else:
-                    text = f"{rec[col]:.1f} ms"
-                    if v != "baseline" and not _nan(rec[pct]):
-                        text += f" ({_signed(rec[pct], 1, '%')})"
-                    st = "value"
-                lat.loc[(dn, row), vn], lat_st.loc[(dn, row), vn] = text, st
-    blocks.append(Block("latency", "Latency, median over seeds (percentage over the baseline; paired per round when timed interleaved)",
-                        lat.frame(), lat_st.frame()))
-
-    # ---- cost block
-    cost_rows = []
-    for d in detectors:
-        dn = DETECTOR_NAMES.get(d, d)
-        cost_rows += [(dn, "params (M)"), (dn, "FLOPs (G)")]
-    cost, cost_st = frame(cost_rows), frame(cost_rows)
-    for d in detectors:
-        dn = DETECTOR_NAMES.get(d, d)
-        for v, vn in zip(variants, vnames):
-            c = cells.get((d, v, "trained"))
-            rec = num[(d, v)]
-            for row, col in (("params (M)", "params_M"), ("FLOPs (G)", "flops_G")):
-                digits = 2 if abs(_f(rec[col])) < 100 else 1
-                if c is None:
-                    text, st = NOT_RUN, "missing"
-                elif _nan(rec[col]):
-                    st = c.state_without(col)
-                    text = STATUS_TEXT[st]
-                else:
-                    text = f"{rec[col]:.{digits}f}"
-                    if v != "baseline" and not _nan(rec[f"{col}_delta"]):
-                        text += f" ({_signed(rec[f'{col}_delta'], digits)})"
-                    st = "value"
-                cost.loc[(dn, row), vn], cost_st.loc[(dn, row), vn] = text, st
-    blocks.append(Block("cost", "Parameters (M) and FLOPs (G) of one forward (difference to the baseline)",
-                        cost.frame(), cost_st.frame()))
-
-    # ---- footnotes
+def _footnotes(profile: str, df: pd.DataFrame, numeric: pd.DataFrame, interval_error: str | None,
+               detectors: list[str], variants: list[str], has_released: bool, any_partial: bool) -> list[str]:
+    """What a reader needs to read the table: the profile, the spread, the protocols, the marks."""
+    published = profile in PUBLISHED_PROFILES
+    any_interval = numeric["AP_delta_significant"].notna().any()
+    notes: list[str] = []
     if profile in PROFILE_NOTES:
-        footnotes.append(PROFILE_NOTES[profile] + ".")
+        notes.append(PROFILE_NOTES[profile] + ".")
     if (numeric["n_seeds"] >= 2).any():
-        footnotes.append("mean ± sample std over seeds, n = number of seeds; differences are differences of means.")
+        notes.append("mean ± sample std over seeds, n = number of seeds; differences are differences of means.")
     if any_interval:
-        footnotes.append(f"{SIGNIFICANT} the 95% Welch interval over seeds of the difference to the baseline excludes 0.")
+        notes.append(f"{SIGNIFICANT} the 95% Welch interval over seeds of the difference to the baseline excludes 0.")
     protocols = set(df.loc[df["status"] == "done", "latency_protocol"].dropna()) if "latency_protocol" in df else set()
     for proto in sorted(protocols):
-        footnotes.append(LATENCY_PROTOCOLS.get(proto, f"latency protocol {proto!r}") + ".")
+        notes.append(LATENCY_PROTOCOLS.get(proto, f"latency protocol {proto!r}") + ".")
     if interval_error:
-        footnotes.append(f"The intervals over seeds could not be computed ({interval_error}): no difference is marked.")
+        notes.append(f"The intervals over seeds could not be computed ({interval_error}): no difference is marked.")
     if any_partial:
-        footnotes.append("[k failed, ...]: seeds of the cell without a result; the number is over the finished seeds only.")
+        notes.append("[k failed, ...]: seeds of the cell without a result; the number is over the finished seeds only.")
     if published:
         for (d, v), (mark, note) in NOT_PRINTED.items():
             if d in detectors and v in variants:
-                footnotes.append(f"{mark} {DETECTOR_NAMES.get(d, d)} {VARIANT_NAMES.get(v, v)}, published: {note}.")
-        footnotes.append("published: COCO val2017 box AP, R-50-FPN, 1x (SEPC, CVPR 2020); "
-                         "ours − pub.: our AP minus the published AP.")
-        footnotes.append(LATENCY_NOTE + ".")
+                notes.append(f"{mark} {DETECTOR_NAMES.get(d, d)} {VARIANT_NAMES.get(v, v)}, published: {note}.")
+        notes.append("published: COCO val2017 box AP, R-50-FPN, 1x (SEPC, CVPR 2020); "
+                     "ours − pub.: our AP minus the published AP.")
+        notes.append(LATENCY_NOTE + ".")
     if has_released:
-        footnotes.append("released: the authors' mmdet-1.1 checkpoints, converted and evaluated by this harness "
-                         "with mmdet 1.x's anchors, box coders and NMS (no training); differences to their baseline "
-                         "only where a released baseline exists."
-                         + (" released − pub.: their AP here minus the published AP." if published else ""))
-    footnotes.append(f"{NOT_RUN} not run (no result); pending/running/requeued: not finished; FAILED/cancelled: see the sweep status.")
-    return TableModel(profile=profile, blocks=blocks, numeric=numeric, footnotes=footnotes)
+        notes.append("released: the authors' mmdet-1.1 checkpoints, converted and evaluated by this harness "
+                     "with mmdet 1.x's anchors, box coders and NMS (no training); differences to their baseline "
+                     "only where a released baseline exists."
+                     + (" released − pub.: their AP here minus the published AP." if published else ""))
+    notes.append(f"{NOT_RUN} not run (no result); pending/running/requeued: not finished; FAILED/cancelled: see the sweep status.")
+    return notes
 
 
 # ----------------------------------------------------------------------------- renderers
@@ -551,15 +542,19 @@ def _block_rows(block: Block) -> list[list[str]]:
     """Rows as lists of strings, the detector name only on its group's first row."""
     out: list[list[str]] = []
     last = None
-    for (det, row), values in block.display.iterrows():
-        out.append([det if det != last else "", row, *[str(x) for x in values]])
+    for (det, row), entries in zip(block.entries.index, block.entries.to_numpy()):
+        out.append([det if det != last else "", row, *[entry_text(e) for e in entries]])
         last = det
     return out
 
 
+def _variant_names(model: TableModel) -> list[str]:
+    return list(model.blocks[0].entries.columns) if model.blocks else []
+
+
 def render_text(model: TableModel) -> str:
     """A plain aligned text table for the terminal (one section per block)."""
-    header = ["Detector", "", *model.blocks[0].display.columns] if model.blocks else []
+    header = ["Detector", "", *_variant_names(model)] if model.blocks else []
     sections: list[tuple[str, list[list[str]]]] = [(b.title, _block_rows(b)) for b in model.blocks]
     widths = [len(h) for h in header]
     for _t, rows in sections:
@@ -588,7 +583,7 @@ def render_markdown(model: TableModel) -> str:
     """GitHub Markdown: one pipe table per block, footnotes as a list."""
     out = [f"## SEPC ablation — profile `{model.profile.replace('`', '')}`", ""]
     for b in model.blocks:
-        cols = ["Detector", "", *b.display.columns]
+        cols = ["Detector", "", *b.entries.columns]
         out += [f"**{_md_escape(b.title)}**", ""]
         out.append("| " + " | ".join(_md_escape(c) for c in cols) + " |")
         out.append("|" + "|".join([":---", ":---", *["---:"] * (len(cols) - 2)]) + "|")
@@ -638,8 +633,8 @@ def latex_escape(s: str) -> str:
 
 def render_latex(model: TableModel) -> str:
     """A booktabs ``table`` (needs ``\\usepackage{booktabs}``), all strings escaped."""
-    ncol = len(model.blocks[0].display.columns) if model.blocks else 0
-    cols = ["Detector", "", *(model.blocks[0].display.columns if model.blocks else [])]
+    cols = ["Detector", "", *_variant_names(model)]
+    ncol = len(cols) - 2
     out = [
         r"\begin{table}[t]",
         r"\centering",

@@ -1,6 +1,7 @@
 """`bench config --export`: each cell as a standalone mmdet 3.x config file, which builds with only
 mmdet and sepc importable and trains with mmdet's own tools/train.py."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -57,9 +58,16 @@ def test_an_exported_smoke_cell_trains_with_mmdets_own_tools(tmp_path):
     import mmdet
 
     out = tmp_path / "cfgs"
+    # the smoke cells start from the warm start: built (or found) first, as a sweep does
+    subprocess.run([sys.executable, "-m", "bench.warmstart"], cwd=REPO, check=True,
+                   capture_output=True, timeout=900)
     subprocess.run([sys.executable, "-m", "bench", "config", "--export", str(out), "--profile",
                     "smoke", "--detectors", "fsaf", "--variants", "sepc_lite"], cwd=REPO,
                    check=True, capture_output=True, timeout=300)
+    text = (out / "fsaf__sepc_lite__s0.py").read_text()
+    assert "synthetic://" not in text  # the harness's scheme, replaced by the cached file
+    src = [ln for ln in text.splitlines() if "checkpoint=" in ln and "pretrained" in ln]
+    assert len(src) == 2 and all(".pth" in ln for ln in src)  # backbone and FPN
     train = Path(mmdet.__file__).parent / ".mim" / "tools" / "train.py"
     proc = subprocess.run([sys.executable, str(train), str(out / "fsaf__sepc_lite__s0.py"),
                            "--work-dir", str(tmp_path / "wd"), "--cfg-options",
@@ -68,3 +76,13 @@ def test_an_exported_smoke_cell_trains_with_mmdets_own_tools(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "Iter(val) [100/100]" in proc.stdout + proc.stderr  # trained, then validated
     assert (tmp_path / "wd" / "iter_3.pth").is_file()
+
+
+def test_a_smoke_export_without_its_warm_start_is_a_one_line_error(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "bench", "config", "--export", str(tmp_path / "c"),
+                           "--profile", "smoke", "--detectors", "fsaf", "--variants", "baseline"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "SEPC_BENCH_CACHE": str(tmp_path / "empty")})
+    assert proc.returncode == 2 and not (tmp_path / "c").exists()
+    err = proc.stderr.strip().splitlines()[-1]
+    assert err.startswith("error: warm start ") and "python -m bench.warmstart" in err

@@ -28,8 +28,10 @@ from reports.published import PUBLISHED_AP
 from reports.store import COLUMNS, read_results
 from reports.table import (
     NOT_RUN,
+    Entry,
     build_table,
     build_tables,
+    entry_text,
     latex_escape,
     render_csv,
     render_latex,
@@ -299,7 +301,7 @@ def test_every_row_names_its_profile(tmp_path: Path) -> None:
     page = build_report(tmp_path, tmp_path / "out", ["html"])["html"].read_text(encoding="utf-8")
     for name in ("paper", "paper-modern", "smoke"):
         assert f'<h2 id="profile-{name}">Profile <code>{name}</code></h2>' in page
-        assert page.count(f'data-profile="{name}"') == 4  # the summary, AP, latency and cost blocks
+        assert page.count(f'data-profile="{name}"') == 5  # summary, AP, latency, cost, the size|error chart pair
 
 
 def test_seed_intervals_and_their_failure_is_shown(monkeypatch: pytest.MonkeyPatch, smoke_df: pd.DataFrame) -> None:
@@ -317,6 +319,35 @@ def test_seed_intervals_and_their_failure_is_shown(monkeypatch: pytest.MonkeyPat
     assert np.isnan(_num(m, "retinanet", "sepc")["AP_delta_low"])
     assert "†" not in m.block("ap").display.loc[("RetinaNet", "ours"), "SEPC"]
     assert any("could not be computed (ZeroDivisionError: division by zero)" in f for f in m.footnotes)
+
+
+def test_entries_carry_the_numbers(smoke) -> None:
+    """Each cell is an Entry with the numbers of the numeric frame: nothing to parse back."""
+    rec = _num(smoke, "retinanet", "sepc")
+    e = smoke.block("ap").entries.loc[("RetinaNet", "ours"), "SEPC"]
+    assert e.state == "value" and e.value == rec["AP"] and e.n == 3 and e.std == pytest.approx(rec["AP_std"])
+    assert e.delta == rec["AP_delta"] and (e.delta_lo, e.delta_hi) == (rec["AP_delta_low"], rec["AP_delta_high"])
+    assert e.significant is bool(rec["AP_delta_significant"])
+    lat = smoke.block("latency").entries.loc[("RetinaNet", "model step"), "SEPC"]
+    assert (lat.value, lat.unit, lat.delta, lat.delta_unit) == (rec["latency_ms"], "ms", rec["latency_pct"], "%")
+    base = smoke.block("latency").entries.loc[("RetinaNet", "model step"), "Baseline"]
+    assert base.delta is None  # the baseline has no difference to itself
+    failed = smoke.block("cost").entries.loc[("FSAF", "FLOPs (G)"), "SEPC"]
+    assert failed.state == "failed" and failed.value is None and entry_text(failed) == "FAILED"
+
+
+def test_html_spans_come_from_the_entry() -> None:
+    from reports.html import entry_html
+
+    e = Entry("partial", 37.14, std=0.123, n=2, delta=-1.26, significant=True, note="1 failed <x>")
+    assert entry_text(e) == "37.1 ± 0.12 (-1.3†) n=2 [1 failed <x>]"
+    assert entry_html(e) == ('37.1 ± 0.12 <span class="delta neg">(-1.3†)</span> <span class="n">n=2</span> '
+                             '<span class="partialnote">[1 failed &lt;x&gt;]</span>')
+    # a fall that rounds to zero prints as +0.0, and is styled as what it prints
+    assert entry_html(Entry("value", 41.31, unit="ms", delta=-0.04, delta_unit="%")) == (
+        '41.3 ms <span class="delta pos">(+0.0%)</span>')
+    assert entry_html(Entry("value", 0.2, signed=True)) == "+0.2"  # ours − pub.: no brackets
+    assert entry_html(Entry("reference", 35.6, mark="*")) == "35.6*"
 
 
 # ----------------------------------------------------------------------------- renderers
@@ -466,7 +497,7 @@ def test_html_is_self_contained_with_the_table_plots_and_status(smoke_report: di
             assert a["src"].startswith("data:image/png;base64,")
         assert tag != "link"
     imgs = [a for t, a in dom.tags if t == "img"]
-    assert len(imgs) == 3
+    assert len(imgs) == 4  # AP vs latency, AP by size beside the error deltas, training curves
     # the AP table: 3 detector rows x 5 variant columns
     text = html_path.read_text(encoding="utf-8")
     start = text.index('<table class="ablation" data-block="ap"')

@@ -47,6 +47,8 @@ window.addEventListener('load', function () {
   for (var i = 0; i < imgs.length; i++) {
     imgs[i].setAttribute('data-natural-width', String(imgs[i].naturalWidth));
     imgs[i].setAttribute('data-natural-height', String(imgs[i].naturalHeight));
+    var box = imgs[i].getBoundingClientRect();
+    imgs[i].setAttribute('data-box', [box.left, box.top, box.width].map(Math.round).join(','));
   }
   document.documentElement.setAttribute('data-probe', 'loaded');
 });
@@ -159,9 +161,13 @@ def test_report_dom_in_chromium(chromium: str, report: Path) -> None:
 
     # every plot decoded: non-zero natural size
     imgs = [a for t, a, _s in dom.tags if t == "img"]
-    assert len(imgs) == 3
+    assert len(imgs) == 4
     for a in imgs:
         assert int(a["data-natural-width"]) > 100 and int(a["data-natural-height"]) > 100, a.get("alt")
+    # the error-delta chart stands beside the size chart: same top, to its right, not squeezed
+    (sx, sy, sw), (ex, ey, ew) = ([int(v) for v in a["data-box"].split(",")] for a in imgs[1:3])
+    assert "by object size" in imgs[1]["alt"] and "TIDE" in imgs[2]["alt"]
+    assert sy == ey and ex >= sx + sw and min(sw, ew) > 300
 
     # the failed cell's error is shown as text, exactly
     assert "RuntimeError: <script>alert(1)</script> & co" in "".join(dom.text)

@@ -8,13 +8,11 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("pycocotools")
-
-from reports.build import build_report  # noqa: E402
-from reports.store import read_results  # noqa: E402
-from reports.summary import NO_DIFFERENCE, Finding, headlines  # noqa: E402
-from reports.table import normalise  # noqa: E402
-from test_bootstrap import make_dets, make_gt  # noqa: E402
+from reports.build import build_report
+from reports.store import read_results
+from reports.summary import NO_DIFFERENCE, Finding, headlines
+from reports.table import normalise
+from test_bootstrap import make_dets, make_gt
 
 
 def _cell(root: Path, gt: Path, variant: str, seed: int = 0, dets=None, **row) -> None:
