@@ -314,26 +314,22 @@ def cmd_cancel(args) -> int:
 
 
 def _classes(args, chosen, results: Path, opts) -> list[str] | None:
-    """``--classes``, checked against the dataset's categories (when its annotation file is
-    there) and the store's: an unknown name fails before any cell runs."""
+    """``--classes``, checked against the store's classes and the dataset's categories (when
+    its annotation file is there): an unknown name fails before any cell runs."""
     if not args.classes:
         return None
-    from reports.errors import UnknownClassError, class_names
+    from reports.errors import check_classes
     from reports.store import read_results
 
-    names = [c.strip() for c in args.classes.split(",") if c.strip()]
-    known = set(class_names(read_results(results))) if results.is_dir() else set()
+    categories: list[str] = []
     if chosen:
         from .configs import resolve
 
         ann = Path(resolve(chosen[0], opts).val_evaluator["ann_file"])
         if ann.is_file():
-            known |= {c["name"] for c in json.loads(ann.read_text())["categories"]}
-    unknown = [c for c in names if c not in known]
-    if unknown:
-        raise UnknownClassError(f"unknown class {', '.join(map(repr, unknown))} in --classes "
-                                f"(known: {', '.join(sorted(known)) or 'none yet'})")
-    return names
+            categories = [c["name"] for c in json.loads(ann.read_text())["categories"]]
+    return check_classes(read_results(results), [c.strip() for c in args.classes.split(",") if c.strip()],
+                         also_known=categories)
 
 
 def cmd_table(args) -> int:

@@ -77,16 +77,18 @@ def class_names(df: pd.DataFrame) -> list[str]:
     return list(seen)
 
 
-def check_classes(df: pd.DataFrame, classes: Sequence[str] | None) -> list[str] | None:
-    """The filter, checked against the store's classes (one-line error for an unknown name)."""
+def check_classes(df: pd.DataFrame, classes: Sequence[str] | None,
+                  also_known: Sequence[str] = ()) -> list[str] | None:
+    """The filter, checked against the store's classes and ``also_known`` (the dataset's, where
+    the caller has them): an unknown name is a one-line error."""
     if not classes:
         return None
-    known = class_names(df)
+    known = list(dict.fromkeys([*class_names(df), *also_known]))
     unknown = [c for c in classes if c not in known]
     if unknown:
         shown = ", ".join(known[:12]) + (f", ... ({len(known)} in all)" if len(known) > 12 else "")
         raise UnknownClassError(f"unknown class {', '.join(map(repr, unknown))} in the class filter "
-                                f"(the store's classes: {shown or 'none yet'})")
+                                f"(known: {shown or 'none yet'})")
     return list(classes)
 
 

@@ -79,7 +79,7 @@ def test_many_classes_show_the_top_and_bottom_three() -> None:
 def test_unknown_class_is_a_one_line_error(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
     df = read_results(store)
     assert check_classes(df, ["a", "c"]) == ["a", "c"]
-    with pytest.raises(UnknownClassError, match=r"unknown class 'person' .*classes: a, b, c\)"):
+    with pytest.raises(UnknownClassError, match=r"unknown class 'person' in the class filter \(known: a, b, c\)"):
         check_classes(df, ["a", "person"])
     out = store / "out"
     assert reports_main([str(store), "--out", str(out), "--classes", "a,person", "-q"]) == 2
@@ -120,5 +120,5 @@ def test_bench_table_refuses_an_unknown_class(store: Path, capsys: pytest.Captur
     assert main(["table", "--profile", "smoke", "--results", str(store), "--classes", "b,nope",
                  "--run-missing"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("error: unknown class 'nope' in --classes (known: ")
+    assert err[-1].startswith("error: unknown class 'nope' in the class filter (known: ")
     assert not any(line.startswith("running") for line in err)  # refused before any cell ran
