@@ -99,7 +99,6 @@ figcaption { color: var(--muted); font-size: 12px; margin-top: 4px; }
 .pair { display: flex; gap: 12px; align-items: flex-start; }
 .pair figure { flex: 1 1 0; min-width: 0; }
 table.classes td { white-space: nowrap; }
-table.classes td.none { color: var(--muted); }
 table.details { font-size: 12px; width: 100%; }
 table.details th, table.details td { padding: 3px 7px; border-bottom: 1px solid var(--line); text-align: left;
                                      vertical-align: top; white-space: nowrap; }
