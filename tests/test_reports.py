@@ -572,3 +572,25 @@ def test_csv_reads_with_the_stdlib(smoke_report: dict[str, Path]) -> None:
     rows = list(csv.DictReader(smoke_report["csv"].open(encoding="utf-8")))
     assert len(rows) == 15 and rows[0]["detector"] == "retinanet" and rows[0]["variant"] == "baseline"
     assert float(rows[0]["AP"]) > 0
+
+
+def test_a_fourth_detector_is_a_row_with_its_own_published_figures(tmp_path: Path) -> None:
+    """ATSS (a matrix entry, not the paper's) beside the paper's table: its row comes after
+    FSAF, its extra variant after SEPC, its published figures carry their not-the-paper's marks,
+    and the report shows the row."""
+    root = write_synthetic_results(tmp_path, profiles=("paper",), curves=False)
+    for var, ap in (("baseline", 38.9), ("sepc_noibn", 41.7)):
+        row = result_row("paper", "retinanet", "baseline", AP=ap)
+        row.update(detector="atss", variant=var, cell_key=f"atss__{var}__s0")
+        write_cell(root, row, curve=False)
+    m = build_table(read_results(root))
+    ap = m.block("ap").display
+    assert [d for d in dict.fromkeys(d for d, _r in ap.index)] == ["RetinaNet", "FreeAnchor", "FSAF", "ATSS"]
+    assert list(ap.columns)[-2:] == ["SEPC", "SEPC w/o iBN"]
+    assert ap.loc[("ATSS", "published"), "Baseline"] == "39.4†"
+    assert ap.loc[("ATSS", "published"), "SEPC w/o iBN"].startswith("42.1‡")
+    assert ap.loc[("ATSS", "ours"), "SEPC w/o iBN"] == "41.7 (+2.8)"
+    assert ap.loc[("ATSS", "ours"), "PConv"] == "—" and ap.loc[("RetinaNet", "ours"), "SEPC w/o iBN"] == "—"
+    assert any(f.startswith("† ATSS Baseline, published: not the paper's") for f in m.footnotes)
+    page = build_report(root, tmp_path / "out", ["html"])["html"].read_text(encoding="utf-8")
+    assert '<tr class="group-start" data-detector="atss" data-row="ours">' in page
