@@ -69,12 +69,13 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def _plain_config_text() -> None:
-    """mmengine yapf-formats the whole config at start-up and again into every checkpoint (about
-    2 s per smoke cell on one core); the unformatted text is the same Python, so jobs skip it."""
-    import mmengine.config.config as mmengine_config
+def plain_text(cfg):
+    """The config with mmengine's own ``format_python_code`` switch off. mmengine yapf-formats
+    the whole config at start-up and again into every checkpoint (about 2 s per smoke cell on
+    one core); the unformatted text is the same Python, so a job's config skips it."""
+    from mmengine.config import Config
 
-    mmengine_config.FormatCode = lambda text, **_: (text, False)
+    return Config(cfg.to_dict(), filename=cfg.filename, format_python_code=False)
 
 
 def _merge_scalars(work_dir: Path, out: Path) -> None:
@@ -177,7 +178,6 @@ class CellJob(submitit.helpers.Checkpointable):
 
         from . import hooks
 
-        _plain_config_text()
         profile = cell_profile(cell)
         world = ddp.world()
         expected = layout(cell, self.opts)
@@ -191,8 +191,8 @@ class CellJob(submitit.helpers.Checkpointable):
             torch.set_num_threads(threads)
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
-        cfg = resolve(cell, self.opts, work_dir=str(store.work_dir),
-                      results_prefix=str(store.dir / "detections"))
+        cfg = plain_text(resolve(cell, self.opts, work_dir=str(store.work_dir),
+                                 results_prefix=str(store.dir / "detections")))
         digest = config_hash(cfg)  # what `bench plan` showed, before this job's own additions
         cfg.custom_hooks = [*cfg.custom_hooks, dict(type="CellProgressHook")]
         if cell.source == "released":

@@ -173,10 +173,9 @@ def _train(profile_name: str, iters: int | None, weights: Path, threads: int | N
 
     import sepc  # noqa: F401  (the config's custom_imports, for a config built in code)
 
-    from .job import _plain_config_text
+    from .job import plain_text
 
-    _plain_config_text()
-    cfg = training_config(profile_name, iters)
+    cfg = plain_text(training_config(profile_name, iters))
     work = weights.with_name(f".{weights.stem}.work-{os.getpid()}")
     cfg.work_dir = str(work)
     # mmengine keeps one logger and visualizer per name (the start's second; mmdet's configs
