@@ -21,10 +21,10 @@ from pathlib import Path
 
 import submitit
 
-from reports.schema import COCO_METRIC_ITEMS
+from reports.schema import COCO_METRIC_ITEMS, LATENCY_PER_JOB
 
 from . import ddp
-from .configs import Options, cell_profile, config_hash, layout, resolve
+from .configs import Options, cell_profile, config_hash, layout, plain_text, resolve
 from .matrix import Cell
 from .store import REPO, CellStore, atomic_write, now, sha256_file
 
@@ -67,15 +67,6 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def plain_text(cfg):
-    """The config with mmengine's own ``format_python_code`` switch off. mmengine yapf-formats
-    the whole config at start-up and again into every checkpoint (about 2 s per smoke cell on
-    one core); the unformatted text is the same Python, so a job's config skips it."""
-    from mmengine.config import Config
-
-    return Config(cfg.to_dict(), filename=cfg.filename, format_python_code=False)
 
 
 def _merge_scalars(work_dir: Path, out: Path) -> None:
@@ -387,7 +378,7 @@ class CellJob(submitit.helpers.Checkpointable):
             out.update(latency.paper_protocol(
                 timed, latency.paper_loader(dataset, int(lat.get("paper_batch", 8))),
                 int(lat.get("paper_skip", 100)), int(lat.get("paper_iters", 200))))
-            out.update(latency_protocol="per-job", latency_world_size=1)
+            out.update(latency_protocol=LATENCY_PER_JOB, latency_world_size=1)
         out["params"] = latency.count_params(model)
         try:
             out["flops"] = latency.count_flops(model, inputs, samples)

@@ -19,34 +19,31 @@ import time
 from itertools import cycle
 from pathlib import Path
 
+from reports.schema import LATENCY_INTERLEAVED
+
 from .matrix import Cell
 from .store import CellStore, now, read_json
 
-PROTOCOL = "interleaved"
 
-
-def _local_done(results: Path, profile: str, detector: str) -> list[Cell]:
-    """Done, locally trained cells of one detector in the store (every variant and seed)."""
+def _local_done(results: Path, profile: str, detector: str) -> list[tuple[Cell, dict]]:
+    """Done, locally trained cells of one detector in the store (every variant and seed), with
+    their rows."""
     out = []
     for path in sorted(results.glob(f"{detector}__*/result.json")):
         row = read_json(path) or {}
         if (row.get("status") == "done" and row.get("profile") == profile
                 and row.get("detector") == detector and row.get("source") == "trained"
                 and row.get("executor") == "local"):
-            out.append(Cell(profile, detector, row["variant"], int(row["seed"])))
+            out.append((Cell(profile, detector, row["variant"], int(row["seed"])), row))
     return out
 
 
 def untimed_groups(results: Path, cells: list[Cell]) -> list[tuple[str, str]]:
     """(profile, detector) of ``cells`` with a done local cell that has no interleaved timing."""
-    groups = []
-    for profile, detector in dict.fromkeys((c.profile, c.detector) for c in cells):
-        for cell in _local_done(results, profile, detector):
-            row = CellStore(results, cell).read() or {}
-            if row.get("latency_protocol") != PROTOCOL or row.get("latency_ms") is None:
-                groups.append((profile, detector))
-                break
-    return groups
+    return [(profile, detector)
+            for profile, detector in dict.fromkeys((c.profile, c.detector) for c in cells)
+            if any(row.get("latency_protocol") != LATENCY_INTERLEAVED or row.get("latency_ms") is None
+                   for _cell, row in _local_done(results, profile, detector))]
 
 
 def _load(store: CellStore):
@@ -98,7 +95,7 @@ def time_group(results: Path, profile_name: str, detector: str, progress=None) -
     warmup, rounds = int(lat.get("warmup", 20)), int(lat.get("iters", 100))
     batch, skip, paper_rounds = (int(lat.get("paper_batch", 8)), int(lat.get("paper_skip", 100)),
                                  int(lat.get("paper_iters", 200)))
-    cells = _local_done(results, profile_name, detector)
+    cells = [cell for cell, _row in _local_done(results, profile_name, detector)]
     step, paper, inputs_of = {}, {}, {}
     per_batch: dict[str, list[int]] = {}
 
@@ -132,7 +129,7 @@ def time_group(results: Path, profile_name: str, detector: str, progress=None) -
         CellStore(results, cell).write(
             **latency.step_row(step_times[cell.key], inputs_of[cell.key]),
             latency_paper_ms=statistics.fmean(per_image), latency_paper_batch=batch,
-            latency_paper_iters=paper_rounds, latency_protocol=PROTOCOL, latency_group=group,
+            latency_paper_iters=paper_rounds, latency_protocol=LATENCY_INTERLEAVED, latency_group=group,
             latency_timed_at=now(), device=latency.device_name(device))
     return [c.key for c in cells]
 

@@ -173,7 +173,7 @@ def _train(profile_name: str, iters: int | None, weights: Path, threads: int | N
 
     import sepc  # noqa: F401  (the config's custom_imports, for a config built in code)
 
-    from .job import plain_text
+    from .configs import plain_text
 
     cfg = plain_text(training_config(profile_name, iters))
     work = weights.with_name(f".{weights.stem}.work-{os.getpid()}")

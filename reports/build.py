@@ -97,9 +97,9 @@ def build_report(
     df = read_results(results_dir)
     classes = check_classes(df, classes)
     models: list[TableModel] = build_tables(df)
+    ndf = normalise(df) if len(df) else df  # once, for the summary, the per-class view and the HTML
     summary: dict[str, list[Headline]] = {}
     if ("html" in formats or echo) and len(df):
-        ndf = normalise(df)
         summary = {m.profile: headlines(ndf, results_dir, m.profile) for m in models}
     paths: dict[str, Path] = {}
 
@@ -109,14 +109,14 @@ def build_report(
         paths["csv"] = atomic_write(out / "table.csv", render_csv(models))
         if len(df):
             paths["class_ap"] = atomic_write(out / "class_ap.csv",
-                                             render_class_csv(normalise(df), [m.profile for m in models], classes))
+                                             render_class_csv(ndf, [m.profile for m in models], classes))
     if "tex" in formats:
         paths["tex"] = atomic_write(out / "table.tex", "\n".join(render_latex(m) for m in models))
     pilots = read_pilots(results_dir)
     if "md" in formats and len(pilots):
         paths["forecast"] = atomic_write(out / "forecast.md", forecast_markdown(pilots))
 
-    plots: dict[str, list[tuple[str, bytes]]] = {}
+    plots: dict[str, list[tuple[str, str, bytes]]] = {}
     skipped: list[str] = []
     if "png" in formats or "html" in formats:
         multi = len(models) > 1
@@ -132,7 +132,7 @@ def build_report(
     if "html" in formats:
         from reports.html import render_html
 
-        page = render_html(normalise(df) if len(df) else df, models, plots, results_dir=results_dir,
+        page = render_html(ndf, models, plots, results_dir=results_dir,
                            out_dir=out, skipped_plot_profiles=skipped, summary=summary,
                            classes=classes)
         paths["html"] = atomic_write(out / "report.html", page)

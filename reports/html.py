@@ -458,7 +458,7 @@ def class_gains_html(df: pd.DataFrame, profile: str, classes: Sequence[str] | No
 def render_html(
     df: pd.DataFrame,
     models: list[TableModel],
-    plots: dict[str, list[tuple[str, bytes]]],
+    plots: dict[str, list[tuple[str, str, bytes]]],
     *,
     results_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],

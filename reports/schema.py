@@ -46,6 +46,11 @@ TIDE_COLUMNS: tuple[str, ...] = tuple(f"tide_{k}" for k in ("AP", *MAIN_ERRORS, 
 #: How many errors of each main type (reports.stats.tide's counts).
 TIDE_COUNT_COLUMNS: tuple[str, ...] = tuple(f"tide_n_{k}" for k in MAIN_ERRORS)
 
+#: How a row's latency was measured (``latency_protocol``): a local sweep's cells timed together
+#: after training (bench/timing.py), or each job timing itself on its own device.
+LATENCY_INTERLEAVED = "interleaved"
+LATENCY_PER_JOB = "per-job"
+
 #: Files a cell's folder holds besides result.json (docs/results-schema.md).
 DETECTIONS_FILE = "detections.bbox.json"  # COCO-format detections on the evaluation split
 RECORDS_FILE = "eval_records.npz"         # their per-image COCOeval records (reports.stats)
@@ -96,7 +101,7 @@ SCHEMA: dict[str, str] = {
     "latency_p90_ms": "float",
     "latency_paper_ms": "float",
     "latency_input": "str",
-    "latency_protocol": "str",  # LATENCY_PROTOCOLS: how the latency was measured
+    "latency_protocol": "str",  # LATENCY_INTERLEAVED or LATENCY_PER_JOB
     "latency_group": "str",  # cells timed in the same interleaved rounds share it
     "latency_rounds_ms": "str",  # JSON list: the model step of each interleaved round
     "params": "Int64",

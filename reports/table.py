@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from reports.published import LATENCY_NOTE, NOT_PRINTED, PROFILE_NOTES, PUBLISHED_AP, PUBLISHED_PROFILES
-from reports.schema import STATUSES, URGENCY
+from reports.schema import LATENCY_INTERLEAVED, LATENCY_PER_JOB, STATUSES, URGENCY
 from reports.store import DETECTOR_NAMES, METRICS, VARIANT_NAMES, grid
 from reports.summary import paired_ratios
 
@@ -53,10 +53,10 @@ ROW_RELEASED_VS_PUBLISHED = "released − pub."
 SIGNIFICANT = "†"
 #: What each ``latency_protocol`` of the store means (docs/results-schema.md).
 LATENCY_PROTOCOLS: dict[str, str] = {
-    "interleaved": "Latency (interleaved): the cells of a detector timed together after the sweep's training, "
+    LATENCY_INTERLEAVED: "Latency (interleaved): the cells of a detector timed together after the sweep's training, "
                    "round-robin on one core with nothing else training; the percentage over the baseline is the "
                    "median of the per-round ratios (p10–p90 of the rounds in the details)",
-    "per-job": "Latency (per-job): each cell's own job timed its model on its own device after training",
+    LATENCY_PER_JOB: "Latency (per-job): each cell's own job timed its model on its own device after training",
 }
 
 
