@@ -8,6 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# submitit configures logging when first imported (logging.config.dictConfig), which closes every
+# handler that exists at that moment, mmengine's log files included. Imported before anything
+# can build a Runner, it closes none of ours, whatever a caller imports next.
+import submitit  # noqa: F401
+
 from .configs import Options
 from .matrix import Cell, cells
 from .results import load

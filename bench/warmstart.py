@@ -166,6 +166,22 @@ class _Progress(Hook):
         self.bar.close()
 
 
+def _detach_file_handlers(name: str) -> None:
+    """Close and drop the build's log-file handlers: their folder is deleted next, and its
+    logger stays mmengine's *current* one, whose file handlers every later ``init_weights`` in
+    this process writes to directly (a closed one there is an AttributeError)."""
+    import logging
+
+    from mmengine.logging import MMLogger
+
+    if not MMLogger.check_instance_created(name):
+        return
+    logger = MMLogger.get_instance(name)
+    for handler in [h for h in logger.handlers if isinstance(h, logging.FileHandler)]:
+        logger.removeHandler(handler)
+        handler.close()
+
+
 def _train(profile_name: str, iters: int | None, weights: Path, threads: int | None) -> dict:
     """Train the warm-start detector and write its backbone + FPN state dict to ``weights``."""
     import torch
@@ -195,6 +211,7 @@ def _train(profile_name: str, iters: int | None, weights: Path, threads: int | N
                  if k.startswith(PARTS)}
     finally:
         torch.set_num_threads(saved_threads)
+        _detach_file_handlers(cfg.experiment_name)
         shutil.rmtree(work, ignore_errors=True)
     tmp = weights.with_name(f".{weights.name}.{os.getpid()}.tmp")
     try:

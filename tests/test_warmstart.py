@@ -86,6 +86,14 @@ def test_build_reuse_load_and_corruption(tiny):
     assert info["iters"] == ITERS and info["sha256"] and info["recipe"]["data"]["n_train"] == 400
     state = torch.load(weights, weights_only=True)["state_dict"]
     assert state and all(k.startswith(("backbone.", "neck.")) for k in state)
+    # the build's logger stays mmengine's current one; its log file went with its work folder,
+    # so no handler of it may be left for a later init_weights to write into
+    import logging
+
+    from mmengine.logging import MMLogger
+
+    assert not [h for h in MMLogger.get_current_instance().handlers
+                if isinstance(h, logging.FileHandler)]
 
     # intact: reused, nothing trained
     messages.clear()
