@@ -6,6 +6,9 @@ PROFILE ?= smoke
 RESULTS ?=
 ARGS ?=
 results_flag = $(if $(RESULTS),--results $(RESULTS),)
+# `make table ITERS=N`: every cell trains N iterations (--max-iters) into results/<profile>-<N>it
+ITERS ?=
+table_dir = $(or $(RESULTS),$(if $(ITERS),results/$(PROFILE)-$(ITERS)it))
 
 .PHONY: help setup table screenshot released pilot sweep status test test-all test-fast slurm-up slurm-down slurm-check chromium bench bench-micro gpu-check clean
 
@@ -17,11 +20,11 @@ help:  ## list the targets
 
 setup: .venv/.sepc-ready  ## build .venv (TORCH_SPEC=... for a CUDA torch build)
 
-table: setup  ## run the smoke sweep if its results are missing, then print/write the table and HTML report (RESULTS=DIR tabulates an existing sweep)
-	$(PY) -m bench table --profile $(PROFILE) $(results_flag) $(if $(RESULTS),,--run-missing) $(ARGS)
+table: setup  ## run the smoke sweep if its results are missing, then print/write the table and HTML report (RESULTS=DIR tabulates an existing sweep; ITERS=N trains N iterations per cell)
+	$(PY) -m bench table --profile $(PROFILE) $(if $(table_dir),--results $(table_dir)) $(if $(RESULTS),,--run-missing) $(if $(ITERS),--max-iters $(ITERS)) $(ARGS)
 
 screenshot: table chromium  ## docs/report-screenshot.png: headless Chromium's picture of the report `make table` just wrote
-	$(PY) tests/test_reports_browser.py $(if $(RESULTS),$(RESULTS),results/$(PROFILE))/report/report.html docs/report-screenshot.png 1280 1800
+	$(PY) tests/test_reports_browser.py $(or $(table_dir),results/$(PROFILE))/report/report.html docs/report-screenshot.png 1280 1800
 
 released: setup  ## evaluate the authors' checkpoints in CHECKPOINTS=DIR on COCO (DATA=/path/coco), then the paper table with them
 	$(if $(CHECKPOINTS),,$(error CHECKPOINTS=DIR is required: the folder holding the authors' .pth files))

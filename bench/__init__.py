@@ -24,9 +24,12 @@ def run(cell_list: list[Cell], results: str | Path, opts: Options = Options(),
         retry_failed: bool = False, **slurm) -> dict[str, str]:
     """Run (or submit) the cells that are not done yet; returns cell key -> status or job id."""
     from .executors import SlurmOptions, run_local, submit_slurm
-    from .sweep import reset, select
+    from .sweep import check_recipes, plan, reset, select
 
     results = Path(results)
+    if not force:
+        check_recipes(plan(cell_list, opts), results,
+                      "pass another results folder, or force=True to train them again")
     todo, _ = select(cell_list, results, force=force, retry_failed=retry_failed)
     if force:
         for cell in todo:

@@ -153,13 +153,16 @@ def _slurm_options(args):
 
 def cmd_run(args) -> int:
     from .executors import cancel, check_local, plan_slurm, queued_cells, run_local, submit_slurm
-    from .sweep import lr_notes, plan, reset, select
+    from .sweep import check_recipes, lr_notes, plan, reset, select
 
     notes: list[str] = []
     chosen, results, opts = _selection(args, notes)
     _print_notes(notes)
     # Resolves every config: bad input (names, data, layout) fails here, before anything runs.
-    scaled = lr_notes(plan(chosen, opts))  # said once the request has passed every check
+    planned = plan(chosen, opts)
+    if not args.force:
+        check_recipes(planned, results)
+    scaled = lr_notes(planned)  # said once the request has passed every check
     if args.executor == "local":
         check_local(chosen, opts)
     queued = queued_cells(results)
@@ -341,8 +344,12 @@ def cmd_table(args) -> int:
     if args.run_missing:
         from .configs import layout
         from .executors import run_local
-        from .sweep import plan, select
+        from .sweep import check_recipes, plan, select
 
+        # a done cell of another recipe is not this request's: said before anything runs
+        check_recipes(plan(chosen, opts), results,
+                      "tabulate it with the options it was trained with, or pass --results DIR "
+                      "for this request")
         todo, skipped = select(chosen, results)  # never a cell the scheduler still holds
         for key, why in skipped.items():
             if why.startswith(("queued", "recorded")):
@@ -355,7 +362,6 @@ def cmd_table(args) -> int:
                   file=sys.stderr)
         todo = [c for c in todo if c not in remote]
         if todo:
-            plan(todo, opts)  # bad input (data root, names) before anything runs
             _classes(args, chosen, results, opts)  # an unknown class fails before any cell runs
             print(f"running {len(todo)} missing cells of profile {args.profile} into {results}",
                   file=sys.stderr)

@@ -6,6 +6,7 @@ cell that was interrupted resumes from its last checkpoint.
 """
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import socket
@@ -16,7 +17,7 @@ from reports.schema import ACTIVE, ENDED_BAD
 
 from .configs import (Layout, Options, cell_conventions, cell_profile, config_hash, layout,
                       reference_batch, resolve, scaled_lr)
-from .matrix import Cell
+from .matrix import Cell, MatrixError
 from .store import CellStore
 
 
@@ -116,6 +117,32 @@ def select(cells: list[Cell], results: Path, force: bool = False, retry_failed: 
         else:
             todo.append(cell)
     return todo, skipped
+
+
+def check_recipes(planned: list[PlannedCell], results: Path,
+                  way_out: str = "pass --results DIR for this sweep, or --force to train them "
+                                 "again") -> None:
+    """Refuse a request whose done cells in ``results`` trained another recipe than it asks
+    (iterations, total batch, lr): they would be skipped as done and tabulated as if they were
+    this request's. Raises MatrixError naming them and the way out."""
+    stale = []
+    for p in planned:
+        row = CellStore(results, p.cell).read() or {}
+        if row.get("status") != "done" or p.cell.source == "released":
+            continue
+        asked, diffs = p.row(), []
+        if asked["max_iters"] and row.get("train_iters") not in (None, asked["max_iters"]):
+            diffs.append(f"{row['train_iters']} iterations, not {asked['max_iters']}")
+        for key in ("total_batch", "lr"):
+            had, want = row.get(key), asked.get(key)
+            if had is not None and want is not None and not math.isclose(float(had), float(want)):
+                diffs.append(f"{key} {had:g}, not {want:g}")
+        if diffs:
+            stale.append(f"{p.cell.key} ({', '.join(diffs)})")
+    if stale:
+        more = f" and {len(stale) - 1} more" if len(stale) > 1 else ""
+        raise MatrixError(f"{results} holds done cells trained another way than this request: "
+                          f"{stale[0]}{more}; {way_out}")
 
 
 def reset(results: Path, cell: Cell) -> None:

@@ -42,7 +42,8 @@ def untimed_groups(results: Path, cells: list[Cell]) -> list[tuple[str, str]]:
     """(profile, detector) of ``cells`` with a done local cell that has no interleaved timing."""
     return [(profile, detector)
             for profile, detector in dict.fromkeys((c.profile, c.detector) for c in cells)
-            if any(row.get("latency_protocol") != LATENCY_INTERLEAVED or row.get("latency_ms") is None
+            if any(row.get("latency_protocol") != LATENCY_INTERLEAVED
+                   or row.get("latency_ms") is None
                    for _cell, row in _local_done(results, profile, detector))]
 
 
@@ -129,7 +130,8 @@ def time_group(results: Path, profile_name: str, detector: str, progress=None) -
         CellStore(results, cell).write(
             **latency.step_row(step_times[cell.key], inputs_of[cell.key]),
             latency_paper_ms=statistics.fmean(per_image), latency_paper_batch=batch,
-            latency_paper_iters=paper_rounds, latency_protocol=LATENCY_INTERLEAVED, latency_group=group,
+            latency_paper_iters=paper_rounds, latency_protocol=LATENCY_INTERLEAVED,
+            latency_group=group,
             latency_timed_at=now(), device=latency.device_name(device))
     return [c.key for c in cells]
 

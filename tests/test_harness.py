@@ -163,6 +163,28 @@ def test_bad_input_is_one_clear_line(args, message, tmp_path):
     assert not (tmp_path / "r").exists()  # nothing queued, nothing written
 
 
+def test_a_store_trained_another_way_is_refused_before_anything_runs(tmp_path, capsys):
+    """A done cell is skipped as done: asked for under another --max-iters (or batch, or lr),
+    its old training would be tabulated as this request's."""
+    from bench.cli import main
+
+    results = tmp_path / "r"
+    CellStore(results, Cell("smoke", "retinanet", "baseline")).write(
+        status="done", train_iters=200, total_batch=4, lr=0.002)
+    sel = ["--profile", "smoke", "--detectors", "retinanet", "--variants", "baseline",
+           "--pretrained", "none", "--results", str(results)]
+    assert main(["run", *sel, "--dry-run"]) == 0
+    assert "skip retinanet__baseline__s0: done" in capsys.readouterr().out
+    for verb, extra in (("run", ["--dry-run"]), ("run", []), ("table", ["--run-missing"])):
+        assert main([verb, *sel, "--max-iters", "300", *extra]) == 2, (verb, extra)
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), lines
+        assert "retinanet__baseline__s0 (200 iterations, not 300)" in lines[0], lines
+    assert [p.name for p in (results / "retinanet__baseline__s0").iterdir()] == ["result.json"]
+    assert main(["run", *sel, "--max-iters", "300", "--dry-run", "--force"]) == 0
+    assert "would run retinanet__baseline__s0" in capsys.readouterr().out
+
+
 def test_bad_data_roots(tmp_path, coco_root):
     import shutil
 
