@@ -166,18 +166,18 @@ class _Progress(Hook):
         self.bar.close()
 
 
-def _detach_file_handlers(name: str) -> None:
-    """Close and drop the build's log-file handlers: their folder is deleted next, and its
-    logger stays mmengine's *current* one, whose file handlers every later ``init_weights`` in
-    this process writes to directly (a closed one there is an AttributeError)."""
+def _detach_file_handlers(folder: Path) -> None:
+    """Close and drop the current logger's handlers of log files in ``folder``: the build's
+    folder is deleted next, and its logger stays mmengine's *current* one, whose file handlers
+    every later ``init_weights`` in this process writes to directly (a closed one there is an
+    AttributeError)."""
     import logging
 
     from mmengine.logging import MMLogger
 
-    if not MMLogger.check_instance_created(name):
-        return
-    logger = MMLogger.get_instance(name)
-    for handler in [h for h in logger.handlers if isinstance(h, logging.FileHandler)]:
+    logger, folder = MMLogger.get_current_instance(), folder.resolve()
+    for handler in [h for h in logger.handlers if isinstance(h, logging.FileHandler)
+                    and Path(h.baseFilename).resolve().is_relative_to(folder)]:
         logger.removeHandler(handler)
         handler.close()
 
@@ -211,7 +211,7 @@ def _train(profile_name: str, iters: int | None, weights: Path, threads: int | N
                  if k.startswith(PARTS)}
     finally:
         torch.set_num_threads(saved_threads)
-        _detach_file_handlers(cfg.experiment_name)
+        _detach_file_handlers(work)
         shutil.rmtree(work, ignore_errors=True)
     tmp = weights.with_name(f".{weights.name}.{os.getpid()}.tmp")
     try:
