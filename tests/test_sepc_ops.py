@@ -101,6 +101,76 @@ def test_torch_path_gradients_match_mmcv():
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
 
 
+def _training_grads(impl, x, off, w, stride):
+    out = deform_conv2d(x, off, w, stride, 1, impl=impl)
+    return (out, *torch.autograd.grad((out * out.cos()).sum(), (x, off, w)))
+
+
+@pytest.mark.parametrize("shape,stride,scale", [((2, 6, 9, 8), 1, 1.5), ((3, 5, 8, 9), 2, 1.5),
+                                                ((2, 4, 6, 7), 1, 6.0), ((2, 4, 7, 6), 2, 6.0)])
+def test_training_path_output_and_gradients_match_mmcv(shape, stride, scale):
+    """The grid_sample + bmm form: output and gradients (input, offset, weight) equal mmcv's CPU
+    kernel to 1e-5 of their scale, offsets of up to ~6x the map included (taps outside: 0)."""
+    x = _rand(*shape, seed=11).float().requires_grad_()
+    w = (_rand(4, shape[1], 3, 3, seed=12) * 0.3).float().requires_grad_()
+    ho, wo = (shape[2] - 1) // stride + 1, (shape[3] - 1) // stride + 1
+    off = (_rand(shape[0], 18, ho, wo, seed=13) * scale).float().requires_grad_()
+    ref = _training_grads("mmcv", x, off, w, stride)
+    out = _training_grads("torch", x, off, w, stride)
+    for name, a, b in zip(("output", "input", "offset", "weight"), out, ref):
+        scale_ = b.abs().max()
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * float(scale_), msg=name)
+
+
+@pytest.mark.parametrize("shape,stride,scale", [((2, 3, 5, 6), 1, 1.5), ((1, 2, 6, 5), 2, 4.0),
+                                                ((2, 2, 1, 2), 1, 1.5)])
+def test_training_path_gradcheck_float64(shape, stride, scale):
+    x = _rand(*shape, seed=14).requires_grad_()
+    w = _rand(3, shape[1], 3, 3, seed=15).requires_grad_()
+    ho, wo = (shape[2] - 1) // stride + 1, (shape[3] - 1) // stride + 1
+    off = (_rand(shape[0], 18, ho, wo, seed=16) * scale).requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, b, c: deform_conv2d_torch(a, b, c, stride, 1),
+                                    (x, off, w))
+
+
+def test_cached_grids_serve_each_shape_its_own():
+    """The zero-offset grid is cached per layer shape and dtype: calls alternating between
+    shapes, strides and dtypes in one process each equal the definition, every grid is built
+    once, and training through it leaves it as built."""
+    from sepc.ops.deform_conv import _grid_base
+
+    cases = [((2, 3, 5, 6), 1), ((1, 3, 7, 7), 2), ((2, 3, 6, 5), 1), ((2, 3, 5, 6), 2)]
+    inputs = []
+    for i, (shape, stride) in enumerate(cases):
+        ho, wo = (shape[2] - 1) // stride + 1, (shape[3] - 1) // stride + 1
+        x, w = _rand(*shape, seed=20 + i), _rand(4, shape[1], 3, 3, seed=30 + i)
+        off = _rand(shape[0], 18, ho, wo, seed=40 + i) * 1.5
+        inputs += [(x, w, off, stride), (x.float(), w.float(), off.float(), stride)]
+    _grid_base.cache_clear()
+    for _ in range(2):
+        for x, w, off, stride in inputs:
+            x = x.clone().requires_grad_()
+            out = deform_conv2d_torch(x, off, w, stride, 1)
+            out.sum().backward()
+            ref = _naive_dcn(x.detach().double(), off.double(), w.double(), stride, 1)
+            tol = 1e-9 if x.dtype == torch.float64 else 1e-5
+            torch.testing.assert_close(out.detach().double(), ref, rtol=tol, atol=tol)
+    info = _grid_base.cache_info()
+    assert (info.currsize, info.misses, info.hits) == (8, 8, 8)
+    for x, _, off, stride in inputs:
+        key = (tuple(x.shape[-2:]), tuple(off.shape[-2:]), (3, 3), (stride, stride), (1, 1),
+               (1, 1), x.dtype, x.device)
+        for cached, fresh in zip(_grid_base(*key), _grid_base.__wrapped__(*key)):
+            assert torch.equal(cached, fresh)
+    base, scale = _grid_base.__wrapped__((5, 6), (5, 6), (3, 3), (1, 1), (1, 1), (1, 1),
+                                         torch.float64, torch.device("cpu"))
+    # tap k=5, i.e. (1, 2), of output (2, 3) at zero offset samples pixel (y, x) = (2, 4)
+    torch.testing.assert_close(base[5, 2, 3], torch.tensor([(2 * 4 + 1) / 6 - 1,
+                                                            (2 * 2 + 1) / 5 - 1],
+                                                           dtype=torch.float64))
+    torch.testing.assert_close(scale, torch.tensor([2 / 6, 2 / 5], dtype=torch.float64))
+
+
 def test_sepc_conv_gating_and_zero_init():
     conv = SEPCConv(4, 6, 3, stride=1, padding=1, part_deform=True).double()
     x = _rand(2, 4, 6, 6)

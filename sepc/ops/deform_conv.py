@@ -5,13 +5,16 @@ of every output position with ``F.embedding_bag`` (four weighted rows of the cha
 input per tap: one fused, vectorised gather over whole channel rows) into a "tap image" of size
 (kh*Ho, kw*Wo), where pixel (kh*y + i, kw*x + j) holds tap (i, j) of output (y, x); a plain
 conv with stride (kh, kw) over that image is then exactly the DCN, and runs on the same conv
-kernel as a normal layer (tools/benchmarks/deform.py measures both). On CUDA mmcv's kernel is kept.
-Both compute the same function: per output position and tap k (row-major), offset channel 2k is
+kernel as a normal layer (tools/benchmarks/deform.py measures both). Training samples the taps
+with ``grid_sample`` instead (its backward beat the gather's at the sizes trained on a CPU here)
+and multiplies them with the weight in one batched matmul. On CUDA mmcv's kernel is kept.
+All compute the same function: per output position and tap k (row-major), offset channel 2k is
 dy and 2k+1 is dx, bilinear sampling, zero outside the image.
 """
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from typing import Literal
 
 import torch
@@ -63,25 +66,44 @@ def _bilinear_taps(offset: Tensor, in_hw: tuple[int, int], kernel: tuple[int, in
     return rows.reshape(-1, 4), wts.reshape(-1, 4)
 
 
+@lru_cache(maxsize=32)
+def _grid_base(in_hw: tuple[int, int], out_hw: tuple[int, int], kernel: tuple[int, int],
+               stride: tuple[int, int], padding: tuple[int, int], dilation: tuple[int, int],
+               dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+    """grid_sample coordinates (K, Ho, Wo, 2), as (x, y), of every tap at zero offset, and the
+    scale (2,) of an offset (dx, dy) in them.
+
+    Built once per layer shape (in float64, rounded once) instead of with a dozen tiny arange /
+    broadcast ops per call: at the smoke sizes those ops and their backward cost as much as the
+    sampling. The cached tensors are only ever read.
+    """
+    h, w = in_hw
+    ho, wo = out_hw
+    kh, kw = kernel
+    f64 = dict(dtype=torch.float64, device=device)
+    ky = (torch.arange(kh, **f64) * dilation[0]).repeat_interleave(kw)[:, None, None]  # (K, 1, 1)
+    kx = (torch.arange(kw, **f64) * dilation[1]).repeat(kh)[:, None, None]
+    py = ky + (torch.arange(ho, **f64) * stride[0] - padding[0])[:, None]  # (K, Ho, 1)
+    px = kx + (torch.arange(wo, **f64) * stride[1] - padding[1])  # (K, 1, Wo)
+    py, px = torch.broadcast_tensors(py, px)
+    # align_corners=False maps pixel p to (2p + 1) / size - 1: exact for size 1 too.
+    base = torch.stack(((2 * px + 1) / w - 1, (2 * py + 1) / h - 1), dim=-1)
+    scale = torch.tensor([2 / w, 2 / h], **f64)
+    return base.to(dtype), scale.to(dtype)
+
+
 def _sampling_grid(offset: Tensor, in_hw: tuple[int, int], kernel: tuple[int, int],
                    stride: tuple[int, int], padding: tuple[int, int],
                    dilation: tuple[int, int]) -> Tensor:
-    """Normalised grid_sample coordinates (N, K*Ho, Wo, 2) of every tap of every output."""
+    """Normalised grid_sample coordinates (N, K*Ho, Wo, 2) of every tap of every output:
+    the cached zero-offset grid plus the offsets (dy, dx flipped to grid_sample's (x, y)) times
+    their scale, i.e. two kernels forward and two backward."""
     n, _, ho, wo = offset.shape
     kh, kw = kernel
-    h, w = in_hw
-    dev, dt = offset.device, offset.dtype
-    ki = torch.arange(kh, device=dev, dtype=dt).repeat_interleave(kw) * dilation[0]  # (K,)
-    kj = torch.arange(kw, device=dev, dtype=dt).repeat(kh) * dilation[1]
-    oy = torch.arange(ho, device=dev, dtype=dt) * stride[0] - padding[0]
-    ox = torch.arange(wo, device=dev, dtype=dt) * stride[1] - padding[1]
-    off = offset.view(n, kh * kw, 2, ho, wo)
-    py = off[:, :, 0] + (ki[:, None, None] + oy[None, :, None])  # (N, K, Ho, Wo)
-    px = off[:, :, 1] + (kj[:, None, None] + ox[None, None, :])
-    # align_corners=False normalisation maps pixel p to (2p + 1) / size - 1: exact for size 1 too.
-    gx = (2 * px + 1) / w - 1
-    gy = (2 * py + 1) / h - 1
-    return torch.stack((gx, gy), dim=-1).view(n, kh * kw * ho, wo, 2)
+    base, scale = _grid_base(in_hw, (ho, wo), kernel, stride, padding, dilation, offset.dtype,
+                             offset.device)
+    off = offset.view(n, kh * kw, 2, ho, wo).flip(2).permute(0, 1, 3, 4, 2)  # (N, K, Ho, Wo, 2)
+    return torch.addcmul(base, off, scale).reshape(n, kh * kw * ho, wo, 2)
 
 
 def deform_conv2d_torch(x: Tensor, offset: Tensor, weight: Tensor,
@@ -90,9 +112,13 @@ def deform_conv2d_torch(x: Tensor, offset: Tensor, weight: Tensor,
     """DCNv1 in plain torch ops (any device, differentiable), in the faster form per mode.
 
     Inference: the taps gathered into a tap image + one strided conv (the fastest CPU forward).
-    Training: the taps bilinearly sampled with ``grid_sample`` + one matmul: fwd+bwd 1.1-1.3x
-    faster than gather + matmul at the smoke profile's sizes (4x32x16..32^2, 1 thread), the only
-    CPU training here (at 2x64x64x64 the gather would be 1.5x faster; GPUs use mmcv's kernel).
+    Training: the taps bilinearly sampled with ``grid_sample`` on a cached zero-offset grid + one
+    bmm. At the smoke profile's sizes (width 32, maps of 2..32 px), the only CPU training here,
+    ~50 small calls per step are bound by per-op overhead and memory traffic, not arithmetic:
+    this form has the fewest ops and temporaries. A hand-written backward (corner rows and
+    weights reused, a sorted embedding_bag scatter for the input gradient) and one call for all
+    pyramid levels of a conv (on a zero-gapped canvas) were both measured slower
+    (docs/performance.md); GPUs use mmcv's kernel.
     Returns channels-last memory when ``x`` is channels-last, contiguous NCHW otherwise.
     """
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
@@ -106,7 +132,10 @@ def deform_conv2d_torch(x: Tensor, offset: Tensor, weight: Tensor,
         grid = _sampling_grid(offset, (h, w), (kh, kw), stride, padding, dilation)
         cols = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         cols = cols.reshape(n, c * kh * kw, ho * wo)  # channel-major, tap-minor: weight's order
-        out = torch.matmul(weight.reshape(cout, c * kh * kw), cols).view(n, cout, ho, wo)
+        # bmm with the weight broadcast over the batch: matmul(2-D, 3-D) folds the batch into
+        # the rows instead, i.e. copies cols (and its gradient) into a transposed layout.
+        wmat = weight.reshape(1, cout, c * kh * kw).expand(n, -1, -1)
+        out = torch.bmm(wmat, cols).view(n, cout, ho, wo)
     else:
         rows, wts = _bilinear_taps(offset, (h, w), (kh, kw), stride, padding, dilation)
         table = x.permute(0, 2, 3, 1).reshape(n * h * w, c)  # a view when x is channels-last
