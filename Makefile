@@ -6,8 +6,10 @@ PROFILE ?= smoke
 RESULTS ?=
 ARGS ?=
 results_flag = $(if $(RESULTS),--results $(RESULTS),)
-# `make table ITERS=N`: every cell trains N iterations (--max-iters) into results/<profile>-<N>it
-ITERS ?=
+# `make table ITERS=N`: every cell trains N iterations (--max-iters) into results/<profile>-<N>it;
+# `make table QUICK=1`: the 200-iteration quick check (ITERS=200), what CI runs
+QUICK ?=
+ITERS ?= $(if $(QUICK),200,)
 table_dir = $(or $(RESULTS),$(if $(ITERS),results/$(PROFILE)-$(ITERS)it))
 
 .PHONY: help setup table screenshot released pilot sweep status test test-all test-fast slurm-up slurm-down slurm-check chromium bench bench-micro gpu-check clean
@@ -20,7 +22,7 @@ help:  ## list the targets
 
 setup: .venv/.sepc-ready  ## build .venv (TORCH_SPEC=... for a CUDA torch build)
 
-table: setup  ## run the smoke sweep if its results are missing, then print/write the table and HTML report (RESULTS=DIR tabulates an existing sweep; ITERS=N trains N iterations per cell)
+table: setup  ## run the smoke sweep if its results are missing, then print/write the table and HTML report (RESULTS=DIR tabulates an existing sweep; ITERS=N trains N iterations per cell; QUICK=1 the 200-iteration check)
 	$(PY) -m bench table --profile $(PROFILE) $(if $(table_dir),--results $(table_dir)) $(if $(RESULTS),,--run-missing) $(if $(ITERS),--max-iters $(ITERS)) $(ARGS)
 
 screenshot: table chromium  ## docs/report-screenshot.png: headless Chromium's picture of the report `make table` just wrote

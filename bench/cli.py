@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
-from .configs import Options, profiles
+from .configs import Options, check_log, profiles
 from .matrix import (DETECTORS, VARIANTS, MatrixError, cells, list_help, parse_list,
                      parse_seeds)
 from .store import CellStore, default_results
@@ -29,6 +30,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lcconv-padding", type=int, choices=(0, 1),
                    help="cls/loc conv padding: 0 = faithful to the released models, "
                    "1 = corrected (default: the profile's)")
+    g.add_argument("--log", metavar="NAMES", help="training curves also to these backends, "
+                   "offline, into each cell's folder: tensorboard, mlflow (comma-separated; "
+                   "default: only mmengine's own scalars.json)")
     g.add_argument("--max-iters", type=int, help="train this many iterations instead of the "
                    "profile's schedule (an epoch schedule becomes an iteration schedule with its "
                    "steps at the same fractions: another config, another hash)")
@@ -84,6 +88,8 @@ def _selection(args, notes: list[str] | None = None,
                    lcconv_padding=args.lcconv_padding, max_iters=args.max_iters,
                    nodes=args.nodes, tasks_per_node=args.tasks_per_node,
                    gpus_per_node=args.gpus_per_node,
+                   log=check_log(tuple(n.strip() for n in (args.log or "").split(",")
+                                       if n.strip())),
                    checkpoints=(str(Path(args.from_checkpoints).expanduser().resolve())
                                 if args.from_checkpoints else None),
                    manifest=(str(Path(args.manifest).expanduser().resolve())
@@ -134,6 +140,11 @@ def cmd_plan(args) -> int:
     planned = plan(chosen, opts)
     _print_lr_notes(lr_notes(planned))
     _print_rows([p.row() for p in planned], args.json)
+    if not args.json:  # before GPU-days: what one seed per cell can and cannot confirm
+        from reports.published import confirmable_lines
+
+        for line in confirmable_lines(args.profile):
+            print(line, file=sys.stderr)
     return 0
 
 
@@ -201,7 +212,8 @@ def cmd_run(args) -> int:
               f"--results {results}` shows progress")
         return 0
     _print_lr_notes(scaled)
-    final = run_local(todo, results, opts, jobs=_jobs(args), progress=not args.quiet)
+    final = run_local(todo, results, opts, jobs=_jobs(args), progress=not args.quiet,
+                      refresh_report=True)
     bad = {k: s for k, s in final.items() if s != "done"}
     print(f"{len(final) - len(bad)}/{len(final)} cells done in {results}")
     return 1 if bad else 0
@@ -335,6 +347,92 @@ def _classes(args, chosen, results: Path, opts) -> list[str] | None:
                          also_known=categories)
 
 
+def _run_missing(args, chosen: list, results: Path, opts: Options) -> None:
+    """Train, here, the chosen cells the store does not have yet (``--run-missing``)."""
+    from .configs import layout
+    from .executors import run_local
+    from .sweep import check_recipes, plan, select
+
+    # a done cell of another recipe is not this request's: said before anything runs
+    check_recipes(plan(chosen, opts), results,
+                  "tabulate it with the options it was trained with, or pass --results DIR "
+                  "for this request")
+    todo, skipped = select(chosen, results)  # never a cell the scheduler still holds
+    for key, why in skipped.items():
+        if why.startswith(("queued", "recorded")):
+            print(f"not run here: {key}: {why}", file=sys.stderr)
+    remote = [c for c in todo if layout(c, opts).world_size > 1]
+    if remote:
+        print(f"not run here: {len(remote)} missing cells of profile {args.profile} train "
+              f"on several devices ({layout(remote[0], opts).describe()}); submit them with "
+              f"`python -m bench run --executor slurm --profile {args.profile}`",
+              file=sys.stderr)
+    todo = [c for c in todo if c not in remote]
+    if todo:
+        _classes(args, chosen, results, opts)  # an unknown class fails before any cell runs
+        print(f"running {len(todo)} missing cells of profile {args.profile} into {results}",
+              file=sys.stderr)
+        run_local(todo, results, opts, jobs=_jobs(args), refresh_report=True)
+    else:  # a sweep stopped while timing: its cells are timed now
+        from .timing import time_local
+
+        time_local(results, chosen)
+
+
+def cmd_spread(args) -> int:
+    """Each selected cell's seed spread, pooled: the profile's training noise for one-seed
+    claims (experiments/noise.py), printed as the entry to put there."""
+    from reports.compare import measured_spread
+    from reports.store import read_results
+
+    if args.seeds is None:
+        args.seeds = "3"
+    chosen, results, opts = _selection(args)
+    if len({c.seed for c in chosen}) < 2:
+        raise MatrixError("--seeds must name at least two seeds (e.g. 3, or 0,1,2)")
+    if args.run_missing:
+        _run_missing(args, chosen, results, opts)
+    wanted = {c.key for c in chosen}
+    df = read_results(results) if results.is_dir() else None
+    if df is None or df.empty:
+        raise MatrixError(f"no results in {results} (pass --run-missing to train the seeds)")
+    df = df[df["cell_key"].isin(wanted)]
+    per_cell, spreads, worst = measured_spread(df)
+    print(per_cell.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+    iters = sorted({int(i) for i in df["train_iters"].dropna()})
+    if len(iters) != 1:
+        raise MatrixError(f"the cells trained different numbers of iterations ({iters}): one "
+                          "spread is for one recipe")
+    from .job import git_commit
+    from .store import now
+
+    seeds = sorted({c.seed for c in chosen})
+    entry = dict(
+        profile=args.profile, iters=iters[0],
+        sd={m: round(sp.sd, 3) for m, sp in spreads.items()},
+        dof=next(iter(spreads.values())).dof, measured=now()[:10],
+        command="python -m bench " + shlex.join(args.argv),
+        basis=(f"{len(per_cell)} cells x {len(seeds)} seeds, commit {git_commit()}, "
+               f"{_machine()}"),
+        sd_max={m: round(v, 3) for m, v in worst.items()})
+    from reports.schema import atomic_write_json
+
+    atomic_write_json(results / "seed_spread.json", entry)
+    print(f"\npooled over {len(per_cell)} cells: " + ", ".join(
+        f"{m} sd {sp.sd:.2f} ({sp.dof:g} dof)" for m, sp in spreads.items()))
+    print("\nthe entry for experiments/noise.py (also in "
+          f"{results / 'seed_spread.json'}):\n    SeedSpread(" + ", ".join(
+              f"{k}={v!r}" for k, v in entry.items()) + "),")
+    return 0
+
+
+def _machine() -> str:
+    import os
+    import platform
+
+    return f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores"
+
+
 def cmd_table(args) -> int:
     from reports.build import build_report
 
@@ -342,34 +440,7 @@ def cmd_table(args) -> int:
     chosen, results, opts = _selection(args, notes)
     _print_notes(notes)
     if args.run_missing:
-        from .configs import layout
-        from .executors import run_local
-        from .sweep import check_recipes, plan, select
-
-        # a done cell of another recipe is not this request's: said before anything runs
-        check_recipes(plan(chosen, opts), results,
-                      "tabulate it with the options it was trained with, or pass --results DIR "
-                      "for this request")
-        todo, skipped = select(chosen, results)  # never a cell the scheduler still holds
-        for key, why in skipped.items():
-            if why.startswith(("queued", "recorded")):
-                print(f"not run here: {key}: {why}", file=sys.stderr)
-        remote = [c for c in todo if layout(c, opts).world_size > 1]
-        if remote:
-            print(f"not run here: {len(remote)} missing cells of profile {args.profile} train "
-                  f"on several devices ({layout(remote[0], opts).describe()}); submit them with "
-                  f"`python -m bench run --executor slurm --profile {args.profile}`",
-                  file=sys.stderr)
-        todo = [c for c in todo if c not in remote]
-        if todo:
-            _classes(args, chosen, results, opts)  # an unknown class fails before any cell runs
-            print(f"running {len(todo)} missing cells of profile {args.profile} into {results}",
-                  file=sys.stderr)
-            run_local(todo, results, opts, jobs=_jobs(args))
-        else:  # a sweep stopped while timing: its cells are timed now
-            from .timing import time_local
-
-            time_local(results, chosen)
+        _run_missing(args, chosen, results, opts)
     if not results.is_dir():
         print(f"error: no results in {results} (run `python -m bench run --profile "
               f"{args.profile}` or pass --run-missing)", file=sys.stderr)
@@ -399,51 +470,87 @@ def cmd_config(args) -> int:
     return 0
 
 
-def _cell_dir(results: Path, name: str) -> Path:
-    """A cell given as a folder, or as a key (retinanet__sepc__s0) or
-    detector/variant[/seed][/released]."""
-    path = Path(name)
-    if (path / "result.json").is_file():
-        return path
+def _cell_rows(results: Path, name: str) -> list[dict]:
+    """The done rows a compare argument names: a cell folder or key (one seed), or
+    detector/variant[/seed][/released] (without a seed: every seed in the store)."""
     from reports.schema import cell_key
-
-    parts = name.split("/")
-    source = parts.pop() if len(parts) > 2 and parts[-1] == "released" else "trained"
-    key = name if len(parts) == 1 else cell_key(parts[0], parts[1], int(
-        parts[2]) if len(parts) > 2 and parts[2].isdigit() else 0, source)
-    if (results / key / "result.json").is_file():
-        return results / key
-    raise MatrixError(f"no result for cell {name!r} in {results}")
-
-
-def cmd_compare(args) -> int:
-    """A minus B: both cells' metrics, the paired image-level bootstrap interval, the verdict."""
-    from reports.compare import bootstrap_cells
 
     from .store import read_json
 
-    results = (args.results or default_results(args.profile)).resolve()
-    a, b = _cell_dir(results, args.a), _cell_dir(results, args.b)
-    rows = [read_json(a / "result.json"), read_json(b / "result.json")]
-    for row, path in zip(rows, (a, b)):
+    path = Path(name)
+    if (path / "result.json").is_file():
+        rows, where = [read_json(path / "result.json")], path.parent
+        if where.resolve() != results.resolve():
+            raise MatrixError(f"cell {name!r} is not in the results folder {results} (pass "
+                              f"--results {where})")
+    else:
+        parts = name.split("/")
+        source = parts.pop() if len(parts) > 2 and parts[-1] == "released" else "trained"
+        if len(parts) == 1:
+            keys = [name]
+        elif len(parts) == 3 and parts[2].isdigit():
+            keys = [cell_key(parts[0], parts[1], int(parts[2]), source)]
+        elif len(parts) == 2:
+            keys = sorted(d.name for d in results.iterdir() if d.is_dir() and _is_seed_of(
+                d.name, parts[0], parts[1], source)) if results.is_dir() else []
+        else:
+            raise MatrixError(f"cell {name!r}: expected a key (retinanet__sepc__s0), "
+                              "detector/variant[/seed][/released] or a cell folder")
+        rows = [r for r in (read_json(results / k / "result.json") for k in keys) if r]
+    if not rows:
+        raise MatrixError(f"no result for cell {name!r} in {results}")
+    for row in rows:
         if row.get("status") != "done":
-            raise MatrixError(f"cell {path.name} is {row.get('status')}, not done")
+            raise MatrixError(f"cell {row.get('cell_key')} is {row.get('status')}, not done")
+    return rows
+
+
+def _is_seed_of(key: str, detector: str, variant: str, source: str) -> bool:
+    from reports.schema import parse_cell_key
+
     try:
-        res = bootstrap_cells(a, b, n_boot=args.n_boot, seed=args.seed, level=args.level)
-    except (ValueError, FileNotFoundError) as exc:
-        raise MatrixError(f"cannot compare {a.name} with {b.name}: {exc}") from None
+        k = parse_cell_key(key)
+    except ValueError:
+        return False
+    return (k["detector"], k["variant"], k["source"]) == (detector, variant, source)
+
+
+def cmd_compare(args) -> int:
+    """A minus B by the report summary's claim rule: training noise and image sampling."""
+    from reports.compare import compare_cells
+
+    results = (args.results or default_results(args.profile)).resolve()
+    a, b = _cell_rows(results, args.a), _cell_rows(results, args.b)
+    try:
+        res = compare_cells(a, b, results, metrics=("AP", "AP50", "AP75", "AR100"),
+                            n_boot=args.n_boot, seed=args.seed, level=args.level)
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        raise MatrixError(f"cannot compare {args.a} with {args.b}: {exc}") from None
     if args.json:
-        print(json.dumps(dict(a=a.name, b=b.name, **res.to_dict()), indent=1, default=float))
+        print(json.dumps(dict(a=[r["cell_key"] for r in a], b=[r["cell_key"] for r in b],
+                              n_images=res.n_images, n_boot=res.n_boot, level=res.level,
+                              metrics={m: dict(vars(iv), claimed=iv.claimed, method=res.method(m))
+                                       for m, iv in res.intervals.items()}),
+                         indent=1, default=float))
         return 0
     pct = round(100 * args.level)
-    print(f"A = {a.name}   B = {b.name}   ({res.n_images} images, {res.n_boot} paired "
-          f"resamples, seed {res.seed})")
+    print(f"A = {', '.join(r['cell_key'] for r in a)}\nB = {', '.join(r['cell_key'] for r in b)}"
+          f"\n({res.n_images} images, {res.n_boot} paired resamples, seed {args.seed})")
     print(f"{'metric':8} {'A':>7} {'B':>7} {'A-B':>7}   {pct}% interval      verdict")
-    for name, d in res.deltas.items():
-        verdict = "significant" if d.excludes_zero else "not significant"
-        print(f"{name:8} {d.variant:7.2f} {d.baseline:7.2f} {d.point:+7.2f}   "
-              f"[{d.lo:+6.2f}, {d.hi:+6.2f}]   {verdict}")
-    for label, row in (("A", rows[0]), ("B", rows[1])):
+    for m, iv in res.intervals.items():
+        va = sum(res.variant_values[m]) / len(res.variant_values[m])
+        vb = sum(res.baseline_values[m]) / len(res.baseline_values[m])
+        if iv.rule is None:
+            line, verdict = f"{'':18}", f"no claim: {iv.why}"
+        else:
+            line = f"[{iv.lo:+6.2f}, {iv.hi:+6.2f}]"
+            verdict = ("claimed" if iv.claimed else "no resolvable difference") + f" ({iv.rule})"
+        print(f"{m:8} {va:7.2f} {vb:7.2f} {iv.point:+7.2f}   {line}   {verdict}")
+    print(f"rule: {res.method('AP')}")
+    if res.spread is not None:
+        print(f"training noise of one seed: {res.spread.describe()}")
+    for label, rows in (("A", a), ("B", b)):
+        row = rows[0]
         lat = row.get("latency_ms")
         print(f"{label}: latency {lat:.1f} ms" if lat else f"{label}: latency n/a", end="")
         print(f", params {row.get('params')}, config {row.get('config_hash')}")
@@ -554,6 +661,18 @@ def build_parser() -> argparse.ArgumentParser:
     _common(sp)
     sp.set_defaults(func=cmd_cancel)
 
+    sp = sub.add_parser("spread", help="the seed spread of the selected cells, pooled: the "
+                        "profile's training noise for one-seed claims (experiments/noise.py)",
+                        description="Reads (with --run-missing: first trains) the selected cells "
+                        "with several seeds (--seeds, default 3), prints each cell's seed "
+                        "standard deviation and the pooled one, writes RESULTS/seed_spread.json "
+                        "and prints the entry for experiments/noise.py (docs/statistics.md).")
+    _common(sp)
+    sp.add_argument("--run-missing", action="store_true", help="first run, locally, the seeds "
+                    "that have no result yet")
+    sp.add_argument("--jobs", type=int, help="local cells run at once (default: cores / threads)")
+    sp.set_defaults(func=cmd_spread, classes=None)
+
     sp = sub.add_parser("table", help="the table (terminal, md, csv, tex) and the HTML report")
     _common(sp)
     sp.add_argument("--out", type=Path, help="output folder (default: RESULTS/report)")
@@ -564,9 +683,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "per-class view shows only these (default: every class)")
     sp.set_defaults(func=cmd_table)
 
-    sp = sub.add_parser("compare", help="A minus B with a paired image-level bootstrap interval")
+    sp = sub.add_parser("compare", help="A minus B by the summary's claim rule (training noise "
+                        "and image sampling; docs/statistics.md)")
     sp.add_argument("a", help="cell A: a key (retinanet__sepc__s0), detector/variant[/seed]"
-                    "[/released] or a cell folder")
+                    "[/released] (no seed: every seed in the store) or a cell folder")
     sp.add_argument("b", help="cell B (the reference, e.g. retinanet/baseline)")
     sp.add_argument("--profile", default="smoke")
     sp.add_argument("--results", type=Path, help="result store (default: results/<profile>)")
@@ -601,8 +721,14 @@ def main(argv: list[str] | None = None) -> int:
     from reports.errors import UnknownClassError
 
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return args.func(args)
     except (MatrixError, DataError, SchedulerError, PretrainedError, UnknownClassError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: every finished cell stays in the store; the same command again "
+              "runs only what is missing (an interrupted cell resumes from its last checkpoint)",
+              file=sys.stderr)
+        return 130

@@ -50,6 +50,42 @@ class Options:
     gpus_per_node: int | None = None
     pilot_iters: int | None = None
     val_images: int | None = None
+    log: tuple[str, ...] = ()  # extra training-curve backends (LOG_BACKENDS), off by default
+
+
+#: ``--log`` names -> mmengine visualisation backend and the package it needs. Offline, into the
+#: cell's folder: TensorBoard event files under work_dir/<run>/vis_data, an MLflow SQLite
+#: database work_dir/mlflow.db with its artifacts in work_dir/mlruns (mlflow's file store is
+#: deprecated).
+LOG_BACKENDS: dict[str, tuple[str, str]] = {
+    "tensorboard": ("TensorboardVisBackend", "tensorboard"),
+    "mlflow": ("MLflowNamedVisBackend", "mlflow"),  # sepc/engine.py: names MLflow accepts
+}
+
+
+def check_log(names: tuple[str, ...]) -> tuple[str, ...]:
+    """``--log`` values, each known and importable, else one MatrixError line."""
+    import importlib.util
+
+    for name in names:
+        if name not in LOG_BACKENDS:
+            raise MatrixError(f"unknown --log backend {name!r} (known: {', '.join(LOG_BACKENDS)})")
+        if importlib.util.find_spec(LOG_BACKENDS[name][1]) is None:
+            raise MatrixError(f"--log {name} needs the {LOG_BACKENDS[name][1]} package, which is "
+                              "not installed (make setup installs it)")
+    return names
+
+
+def _apply_log(cfg, cell: Cell, names: tuple[str, ...]) -> None:
+    """The ``--log`` backends beside mmengine's own local one (the report reads that one)."""
+    for name in names:
+        backend = dict(type=LOG_BACKENDS[name][0])
+        if name == "mlflow":  # tracking and artifacts in the cell's work_dir, never the cwd
+            work = Path(cfg.work_dir).resolve()
+            backend.update(exp_name=f"sepc-bench-{cell.profile}", run_name=cell.key,
+                           tracking_uri=f"sqlite:///{work}/mlflow.db",
+                           artifact_location=str(work / "mlruns"), artifact_suffix=())
+        cfg.visualizer.vis_backends.append(backend)
 
 
 @dataclass
@@ -375,12 +411,15 @@ def resolve(cell: Cell, opts: Options = Options(), work_dir: str | None = None,
     # A standalone mmdet config: it needs `sepc` and nothing of the harness (the job adds its
     # progress hook when it runs the cell; `bench config --export` writes the config as is).
     cfg.custom_imports = dict(imports=["sepc"], allow_failed_imports=False)
-    cfg.custom_hooks = []
+    # Training aids the profile asks for, in the config so that mmdet's own tools apply them too.
+    cfg.custom_hooks = ([dict(type="ChannelsLastHook")]
+                        if profile.settings.get("channels_last") and not released else [])
     cfg.randomness = dict(seed=cell.seed, deterministic=False)
     cfg.default_hooks.visualization = dict(type="DetVisualizationHook", draw=False)
     cfg.pop("tta_model", None)
     cfg.pop("tta_pipeline", None)
     cfg.work_dir = work_dir or str(Path("work_dirs") / cell.profile / cell.key)
+    _apply_log(cfg, cell, opts.log)
     return cfg
 
 
@@ -433,7 +472,8 @@ def export_config(cell: Cell, opts: Options, folder: Path) -> Path:
 
 
 #: Keys that say where things go, not what is computed: left out of the hash.
-_UNHASHED = ("work_dir", "launcher", "resume", "load_from", "model_wrapper_cfg", "env_cfg")
+_UNHASHED = ("work_dir", "launcher", "resume", "load_from", "model_wrapper_cfg", "env_cfg",
+             "visualizer")
 
 
 def config_hash(cfg) -> str:

@@ -24,7 +24,7 @@ from reports.schema import ACTIVE
 
 from .configs import Options, cell_profile, layout
 from .job import CellJob
-from .matrix import VARIANTS, Cell, MatrixError
+from .matrix import Cell, MatrixError
 from .store import CellStore, atomic_write_json, now, read_json
 
 
@@ -84,19 +84,24 @@ def _submitit_folder(results: Path) -> Path:
 
 
 # -- local ---------------------------------------------------------------------------------------
-def _cost(cell: Cell) -> float:
-    """Relative training cost of a cell on CPU, from its variant's parts (smoke sweep timings,
-    docs/performance.md: the deformable PConvs about double a step): for scheduling only."""
-    v = VARIANTS[cell.variant]
-    return 1.0 + 0.8 * v.pconv_deform + 0.1 * v.lcconv_deform + 0.05 * v.ibn
+def _train_iters(cell: Cell, opts: Options) -> int | None:
+    """Iterations the cell trains, where the profile's settings say it (an iteration schedule,
+    ``--max-iters`` or a pilot); None for an epoch schedule (its length needs the dataset)."""
+    s = cell_profile(cell).settings
+    iters = opts.pilot_iters or opts.max_iters
+    return int(iters or s["max_iters"]) if (iters or s.get("schedule") == "iters") else None
 
 
 def run_local(cells: list[Cell], results: Path, opts: Options, jobs: int = 1,
-              progress: bool = True, plan_opts: Options | None = None) -> dict[str, str]:
+              progress: bool = True, plan_opts: Options | None = None,
+              refresh_report: bool = False) -> dict[str, str]:
     """Run cells as local submitit jobs, ``jobs`` at a time; returns cell key -> final status.
-    ``plan_opts``: a pilot's full cells (see ``CellJob``)."""
+    ``plan_opts``: a pilot's full cells (see ``CellJob``). ``refresh_report``: rewrite
+    RESULTS/report after every finished cell (the cells not done yet shown as pending)."""
     from tqdm import tqdm
 
+    from .progress import (ReportRefresher, SweepClock, fmt_duration, mark_pending, step_cost,
+                           unmark_pending)
     from .timing import time_local
     from .warmstart import prepare
 
@@ -106,15 +111,27 @@ def run_local(cells: list[Cell], results: Path, opts: Options, jobs: int = 1,
     executor.update_parameters(timeout_min=24 * 60)
     # Longest first (the deformable SEPC cells cost ~2x): the last core is not left idle with
     # one long cell still to run.
-    pending = sorted(cells, key=lambda c: -_cost(c))
+    pending = sorted(cells, key=lambda c: -step_cost(c))
+    iters = {c.key: _train_iters(c, opts) for c in cells}
+    clock = SweepClock.of(cells, iters, jobs)
+    if progress:
+        print(clock.headline(", then the interleaved latency timing" if not opts.pilot_iters
+                             else ""), file=sys.stderr, flush=True)
+    refresher = ReportRefresher(results) if refresh_report else None
+    marked = mark_pending(results, cells) if refresh_report else []
+    if refresher:
+        refresher.request()
     running: dict[str, tuple[Cell, submitit.Job]] = {}
     final: dict[str, str] = {}
     # `kill` of the sweep (SIGTERM) cancels its jobs like Ctrl-C does, instead of orphaning them.
     previous_sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler)
     tty = sys.stderr.isatty()
     shown = 0.0
-    bar = tqdm(total=len(cells), unit="cell", disable=not (progress and tty), dynamic_ncols=True,
-               file=sys.stderr)
+    total = sum(i or 0 for i in iters.values())
+    bar = tqdm(total=total or len(cells), unit="it" if total else "cell",
+               disable=not (progress and tty), dynamic_ncols=True, file=sys.stderr,
+               bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
+    done_iters, interrupted = 0, False
     try:
         while pending or running:
             while pending and len(running) < jobs:
@@ -122,24 +139,40 @@ def run_local(cells: list[Cell], results: Path, opts: Options, jobs: int = 1,
                 job = executor.submit(CellJob(results, opts, plan_opts), cell)
                 running[cell.key] = (cell, job)
                 _record_jobs(results, {cell.key: job}, "local", folder)
+            states = {k: CellStore(results, c).progress() for k, (c, _) in running.items()}
+            t = time.time()
+            for key, p in states.items():
+                clock.observe(key, p, t)
             for key, (cell, job) in list(running.items()):
                 if job.done():
-                    final[key] = (CellStore(results, cell).read() or {}).get("status", "failed")
-                    del running[key]
-                    bar.update(1)
                     row = CellStore(results, cell).read() or {}
+                    final[key] = row.get("status", "failed")
+                    del running[key], states[key]
+                    clock.finish(key)
+                    done_iters += iters[key] or 0
                     if final[key] != "done":
                         bar.write(f"{key}: {final[key]}: {row.get('error')}")
                     elif progress and not tty:
                         bar.write(f"{key}: done, AP {row.get('AP')}, {row.get('wall_s')} s")
+                    if refresher:
+                        refresher.request()
+            if refresher:
+                refresher.poll()
             if time.monotonic() - shown >= (0.5 if tty else 30):
                 shown = time.monotonic()
+                eta = clock.eta(states, pending)
+                eta_text = f"ETA {fmt_duration(eta)}" if eta is not None else "ETA: measuring"
+                now_iters = done_iters + sum(int((p or {}).get("iter") or 0)
+                                             for p in states.values())
                 if tty:
-                    bar.set_postfix_str(_running_text(results, running))
+                    bar.n = now_iters if total else len(final)
+                    bar.set_postfix_str(f"{eta_text}; {_running_text(results, running)}")
                 elif progress and running:  # a log, not a terminal: one line now and then
-                    bar.write(f"[{len(final)}/{len(cells)} done] {_running_text(results, running)}")
+                    bar.write(f"[{len(final)}/{len(cells)} done, {eta_text}] "
+                              f"{_running_text(results, running)}")
             time.sleep(0.5)
     except KeyboardInterrupt:
+        interrupted = True
         for key, (cell, job) in running.items():
             job.cancel(check=False)
             CellStore(results, cell).write(status="cancelled", error="interrupted (Ctrl-C)",
@@ -149,6 +182,11 @@ def run_local(cells: list[Cell], results: Path, opts: Options, jobs: int = 1,
     finally:
         bar.close()
         signal.signal(signal.SIGTERM, previous_sigterm)
+        unmark_pending(results, marked)
+        if refresher:  # a stopped sweep's report is rebuilt in the background, not waited for
+            refresher.close(wait=0 if interrupted else 60)
+            if interrupted:
+                refresher.request()
     time_local(results, cells, show_progress=progress)  # no cell trains now: time them together
     return final
 

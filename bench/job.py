@@ -227,7 +227,8 @@ class CellJob(submitit.helpers.Checkpointable):
         row.update(
             extra, config_hash=digest, git_commit=git_commit(),
             versions=json.dumps(_versions()), ann_file=cfg.val_evaluator["ann_file"],
-            lcconv_padding=_padding(cfg), data_root=cfg.val_dataloader.dataset.data_root)
+            lcconv_padding=_padding(cfg), data_root=cfg.val_dataloader.dataset.data_root,
+            iters_requested=self.opts.max_iters)
         return row
 
     def _train(self, cell: Cell, store: CellStore, cfg, profile) -> tuple:

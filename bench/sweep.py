@@ -173,6 +173,8 @@ def status_rows(cells: list[Cell], results: Path) -> list[dict]:
                 status = "pending" if status != "requeued" else "requeued"
         elif status == "running" and row.get("executor") != "slurm" and not _alive_here(row):
             status, detail = "interrupted", "local job gone; run again to resume"
+        elif status == "pending" and row.get("executor") == "local" and not _alive_here(row):
+            status, detail = "not run", "its local sweep stopped before it started"
         progress = store.progress() or {}
         if status.startswith("running") and progress.get("max_iters"):
             detail = f"{progress.get('phase')} {progress.get('iter')}/{progress['max_iters']}"

@@ -24,7 +24,8 @@ from reports.forecast import render_markdown as forecast_markdown
 from reports.schema import atomic_write
 from reports.store import read_results
 from reports.summary import Headline, headlines, render_summary_text
-from reports.table import TableModel, build_tables, normalise, render_csv, render_latex, render_markdown, render_text
+from reports.table import (TableModel, build_tables, normalise, profiles, render_csv, render_latex,
+                           render_markdown, render_text)
 
 FORMATS: tuple[str, ...] = ("text", "md", "csv", "tex", "html", "png")
 #: Plots are drawn for this many profiles at most (tables cover all of them):
@@ -96,11 +97,12 @@ def build_report(
     out = Path(out_dir) if out_dir is not None else results_dir / "report"
     df = read_results(results_dir)
     classes = check_classes(df, classes)
-    models: list[TableModel] = build_tables(df)
     ndf = normalise(df) if len(df) else df  # once, for the summary, the per-class view and the HTML
-    summary: dict[str, list[Headline]] = {}
-    if ("html" in formats or echo) and len(df):
-        summary = {m.profile: headlines(ndf, results_dir, m.profile) for m in models}
+    # The summary first: the table marks exactly the differences it claims.
+    summary: dict[str, list[Headline]] = (
+        {p: headlines(ndf, results_dir, p) for p in profiles(ndf)} if len(df) else {})
+    claims = {p: {(h.detector, h.variant): h.ap for h in lines} for p, lines in summary.items()}
+    models: list[TableModel] = build_tables(df, claims)
     paths: dict[str, Path] = {}
 
     if "md" in formats:

@@ -25,7 +25,7 @@ import pandas as pd
 
 from reports.forecast import forecast_html, read_pilots
 from reports.perf import perf_html, read_perf
-from reports.published import PUBLISHED_PROFILES
+from reports.published import PUBLISHED_PROFILES, confirmable_lines
 from reports.schema import ACTIVE, ENDED_BAD
 from reports.store import DETECTOR_NAMES, VARIANT_NAMES, read_log_tail
 from reports.errors import ALL_CLASSES_UP_TO, TOP_K, class_gains, extremes
@@ -58,6 +58,7 @@ h3 { font-size: 15px; margin: 18px 0 6px; color: #2a3447; }
 .finding.claim { font-weight: 600; }
 .finding.nodiff { color: var(--muted); font-size: 12px; }
 .finding.error { color: var(--bad); font-size: 12px; }
+.finding .rule { color: var(--muted); font-size: 11px; font-weight: 400; }
 table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
 table.ablation { width: 100%; margin: 4px 0 6px; table-layout: fixed; }
 table.ablation th, table.ablation td { padding: 5px 10px; border-bottom: 1px solid var(--line); }
@@ -221,8 +222,10 @@ def _log_href(results_dir: Path, out_dir: Path, cell_key: str) -> str | None:
 
 def _finding_html(f: Finding) -> str:
     cls = "error" if f.error is not None else "claim" if f.resolved else "nodiff"
+    rule = f.method.split(":", 1)[0] if f.method.startswith("rule ") else ""
+    tag = f' <span class="rule">{esc(rule)}</span>' if rule and f.error is None else ""
     return (f'<div class="finding {cls}" data-quantity="{esc(f.quantity)}" title="{esc(f.method)}">'
-            f"{esc(f.quantity)}{' ' if cls == 'claim' else ': '}{esc(f.short())}</div>")
+            f"{esc(f.quantity)}{' ' if cls == 'claim' else ': '}{esc(f.short())}{tag}</div>")
 
 
 def _summary(summary: dict[str, list[Headline]]) -> str:
@@ -253,10 +256,19 @@ def _summary(summary: dict[str, list[Headline]]) -> str:
         out.append("</tbody></table>")
         if methods:
             out.append(f'<p class="meta">Intervals — {esc(" · ".join(methods))}.</p>')
+        confirm = confirmable_lines(profile)
+        if confirm:
+            out.append(f'<p class="meta confirmable">{esc(confirm[0])}</p><ul class="meta confirmable">'
+                       + "".join(f"<li>{esc(line.strip())}</li>" for line in confirm[1:]) + "</ul>")
+        for spread in dict.fromkeys(h.spread for h in lines if h.spread is not None):
+            out.append(f'<p class="meta noise">Training noise of one seed (rule profile): '
+                       f'{esc(spread.describe())}.</p>')
     if not out:
         return ""
     return ('<h2 id="summary">Summary</h2><p class="meta">Each variant against its detector\'s baseline. '
-            "A difference is claimed only where its interval excludes zero; otherwise: "
+            "A difference is claimed only where its interval excludes zero, an interval that covers the "
+            "training's own noise (seeds) and the sampling of the evaluation images "
+            "(docs/statistics.md; each line says which rule it used); otherwise: "
             f"<i>{esc(NO_DIFFERENCE)}</i>, with the interval. The tables below keep every number.</p>"
             + "".join(out))
 

@@ -108,6 +108,7 @@ SCHEMA: dict[str, str] = {
     "flops": "float",
     "wall_s": "float",
     "train_iters": "Int64",
+    "iters_requested": "Int64",  # --max-iters; null: the profile's own schedule
     "iters_run": "Int64",
     "requeues": "Int64",
     "world_size": "Int64",

@@ -3,9 +3,11 @@
 One line per detector x variant against the detector's baseline. A difference is claimed only
 where its interval excludes zero:
 
-- AP: the paired image-level bootstrap of the two cells' detections (reports/stats, from
-  the per-image records each cell keeps); with two or more seeds on both sides, the Welch
-  interval of the difference of seed means instead.
+- AP: the claim rule of reports/stats/claims.py (docs/statistics.md), through
+  :func:`reports.compare.compare_cells`, the same call ``bench compare`` makes: the interval
+  covers the training's noise (the cells' own seeds, a row's seeds, or the profile's measured
+  seed spread) and the evaluation images' sampling (paired image bootstrap). With one seed and
+  no measured spread for the recipe, nothing is claimed, and the line says why.
 - latency: when both cells were timed in the same interleaved rounds (``latency_group``), the
   p10-p90 of the per-round ratios variant / baseline; otherwise (each job timed on its own) the
   widest ratio the two cells' own p10-p90 spreads allow.
@@ -24,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from experiments.noise import SeedSpread
 from reports.store import DETECTOR_NAMES, VARIANT_NAMES
 
 NO_DIFFERENCE = "no resolvable difference at this budget"
@@ -40,12 +43,13 @@ class Finding:
     lo: float = math.nan
     hi: float = math.nan
     method: str = ""
-    error: str | None = None
+    error: str | None = None  # the statistic failed (shown as such)
+    unclaimed: str | None = None  # by design no interval: why (e.g. one seed, no spread)
 
     @property
     def resolved(self) -> bool:
         """The interval excludes zero: a difference the statistics support."""
-        return self.error is None and (self.lo > 0 or self.hi < 0)
+        return self.error is None and self.unclaimed is None and (self.lo > 0 or self.hi < 0)
 
     def _fmt(self, x: float) -> str:
         return f"{x:+.1f}" + ("%" if self.quantity == "latency" else "")
@@ -57,10 +61,12 @@ class Finding:
         """The claim with its interval, or why there is none; the method is said elsewhere."""
         if self.error is not None:
             return f"interval not available ({self.error})"
+        if self.unclaimed is not None:
+            return f"no claim ({self._fmt(self.point)}: {self.unclaimed})"
         return self._interval() if self.resolved else f"{NO_DIFFERENCE} ({self._interval()})"
 
     def text(self) -> str:
-        if self.error is not None:
+        if self.error is not None or self.unclaimed is not None:
             return f"{self.quantity}: {self.short()}"
         if self.resolved:
             return f"{self.quantity} {self._interval()} ({self.method})"
@@ -74,6 +80,7 @@ class Headline:
     variant: str
     ap: Finding
     latency: Finding
+    spread: SeedSpread | None = None  # the profile's seed spread, where the AP rule used it
 
     def text(self) -> str:
         return (f"{DETECTOR_NAMES.get(self.detector, self.detector)} "
@@ -81,37 +88,27 @@ class Headline:
                 f"{self.latency.text()}")
 
 
-def _ap_finding(results_dir: Path, var: pd.DataFrame, base: pd.DataFrame) -> Finding:
-    """AP difference of ``var`` to ``base`` (done rows of one detector, one variant each)."""
-    from reports import compare, stats
+def _ap_finding(results_dir: Path, var: pd.DataFrame, base: pd.DataFrame,
+                spread: SeedSpread | None | bool = True) -> tuple[Finding, SeedSpread | None]:
+    """AP difference of ``var`` to ``base`` (done rows of one detector, one variant each, every
+    seed), by the claim rule; and the profile spread it used, if it did."""
+    from reports.compare import compare_cells
 
     f = Finding("AP")
     try:
-        if len(var) >= 2 and len(base) >= 2:
-            both = pd.concat([var, base.assign(variant="baseline")])
-            res = stats.seed_deltas(both, "AP", baseline="baseline", level=LEVEL,
-                                        keys=["detector"])
-            r = res[res["variant"] != "baseline"].iloc[0]
-            f.point, f.lo, f.hi = float(r["delta"]), float(r["delta_lo"]), float(r["delta_hi"])
-            f.method = (f"Welch {LEVEL:.0%} interval over seeds "
-                        f"(n={len(var)} vs {len(base)})")
-        else:
-            common = sorted(set(var["seed"].dropna()) & set(base["seed"].dropna()))
-            if not common:
-                raise ValueError("no seed run for both cells")
-            a = var[var["seed"] == common[0]].iloc[0]["cell_key"]
-            b = base[base["seed"] == common[0]].iloc[0]["cell_key"]
-            res = compare.bootstrap_cells(results_dir / a, results_dir / b, n_boot=N_BOOT,
-                                            seed=0, level=LEVEL, metrics=("AP",))
-            d = res.deltas["AP"]
-            f.point, f.lo, f.hi = d.point, d.lo, d.hi
-            f.method = (f"paired bootstrap over {res.n_images} images, {LEVEL:.0%}, "
-                        f"seed {common[0]}")
-        if not all(math.isfinite(x) for x in (f.point, f.lo, f.hi)):
+        c = compare_cells(var.to_dict("records"), base.to_dict("records"), results_dir,
+                          n_boot=N_BOOT, level=LEVEL, spread=spread)
+        iv = c.intervals["AP"]
+        f.point, f.lo, f.hi = iv.point, iv.lo, iv.hi
+        if iv.rule is None:
+            f.unclaimed = iv.why
+        f.method = c.method("AP")
+        if iv.rule and not all(math.isfinite(x) for x in (f.point, f.lo, f.hi)):
             raise ValueError("the interval is undefined (too few values)")
+        return f, (c.spread if iv.rule == "profile" else None)
     except Exception as exc:  # noqa: BLE001 - shown in the summary in place of a claim
         f.error = f"{type(exc).__name__}: {exc}"
-    return f
+    return f, None
 
 
 def _rounds(x) -> list[float] | None:
@@ -161,8 +158,11 @@ def _latency_finding(var: pd.DataFrame, base: pd.DataFrame) -> Finding:
     return f
 
 
-def headlines(df: pd.DataFrame, results_dir: str | Path, profile: str) -> list[Headline]:
-    """The summary lines of one profile's trained cells (``df``: the store, normalised)."""
+def headlines(df: pd.DataFrame, results_dir: str | Path, profile: str,
+              spread: SeedSpread | None | bool = True) -> list[Headline]:
+    """The summary lines of one profile's trained cells (``df``: the store, normalised).
+    ``spread``: True takes the profile's measured seed spread for the recipe
+    (experiments/noise.py); None (no spread) or an entry overrides it."""
     results_dir = Path(results_dir)
     done = df[(df["profile"] == profile) & (df["source"] == "trained") & (df["status"] == "done")
               & df["AP"].notna()]
@@ -176,8 +176,8 @@ def headlines(df: pd.DataFrame, results_dir: str | Path, profile: str) -> list[H
             if var == "baseline":
                 continue
             v = rows[rows["variant"] == var]
-            out.append(Headline(profile, str(det), str(var), _ap_finding(results_dir, v, base),
-                                _latency_finding(v, base)))
+            ap, used = _ap_finding(results_dir, v, base, spread)
+            out.append(Headline(profile, str(det), str(var), ap, _latency_finding(v, base), used))
     return out
 
 
@@ -185,5 +185,11 @@ def render_summary_text(lines: list[Headline]) -> str:
     """The headlines for the terminal, after the table."""
     if not lines:
         return ""
-    return ("\nSummary (a difference only where its interval excludes zero; otherwise "
-            f"{NO_DIFFERENCE}):\n" + "".join(f"- {h.text()}\n" for h in lines))
+    from reports.published import confirmable_lines
+
+    spreads = dict.fromkeys(h.spread for h in lines if h.spread is not None)
+    noise = "".join(f"Training noise of one seed: {s.describe()}.\n" for s in spreads)
+    noise += "".join(f"{line}\n" for line in confirmable_lines(lines[0].profile))
+    return ("\nSummary (a difference only where its interval, training noise and image sampling "
+            f"both, excludes zero; otherwise {NO_DIFFERENCE}):\n"
+            + "".join(f"- {h.text()}\n" for h in lines) + noise)

@@ -21,6 +21,7 @@ import io
 import math
 import re
 from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -180,23 +181,20 @@ def _signed(x: float, digits: int = 1, unit: str = "") -> str:
     return f"{_rounded(x, digits):+.{digits}f}{unit}"
 
 
-def _delta_intervals(done: pd.DataFrame, metric: str = "AP") -> tuple[dict[tuple[str, str], tuple[float, float]], str | None]:
-    """95% Welch intervals of (variant - baseline) over seeds (``reports.stats.seed_deltas``),
-    and why they could not be computed, if so: a failure is shown in a footnote, not dropped."""
-    if done.empty or not (done.groupby(["detector", "variant"]).size() >= 2).any():
-        return {}, None  # no cell has two seeds: nothing to ask for
-    from reports import stats
-
-    out: dict[tuple[str, str], tuple[float, float]] = {}
-    try:
-        res = stats.seed_deltas(done, metric, baseline="baseline", level=0.95, keys=["detector"])
-        for r in res.itertuples(index=False):
-            lo, hi = _num(r.delta_lo), _num(r.delta_hi)
-            if lo is not None and hi is not None:
-                out[(str(r.detector), str(r.variant))] = (lo, hi)
-    except Exception as exc:  # noqa: BLE001 - reported in the table's footnotes
-        return {}, f"{type(exc).__name__}: {exc}"
-    return out, None
+def _delta_intervals(claims: Mapping[tuple[str, str], Any] | None
+                     ) -> tuple[dict[tuple[str, str], tuple[float, float, bool]], list[str]]:
+    """The summary's AP intervals (reports/summary.py, the claim rule) by (detector, variant):
+    (low, high, claimed), and the failures among them. The table marks what the summary claims
+    and nothing else; a cell the rule gives no interval (one seed without a measured spread, a
+    failed statistic) gets none, and a failure is named in a footnote, never dropped."""
+    out: dict[tuple[str, str], tuple[float, float, bool]] = {}
+    failed = []
+    for (d, v), f in (claims or {}).items():
+        if f.error is not None:
+            failed.append(f"{DETECTOR_NAMES.get(d, d)} {VARIANT_NAMES.get(v, v)} ({f.error})")
+        elif f.unclaimed is None and np.isfinite([f.lo, f.hi]).all():
+            out[(d, v)] = (float(f.lo), float(f.hi), bool(f.resolved))
+    return out, failed
 
 
 # ----------------------------------------------------------------------------- aggregation
@@ -311,14 +309,16 @@ def profiles(df: pd.DataFrame) -> list[str]:
     return [*first, *sorted(found - set(first))]
 
 
-def build_tables(df: pd.DataFrame) -> list[TableModel]:
-    """One :class:`TableModel` per profile in ``df`` (an empty store gives one empty table)."""
+def build_tables(df: pd.DataFrame,
+                 claims: Mapping[str, Mapping[tuple[str, str], Any]] | None = None) -> list[TableModel]:
+    """One :class:`TableModel` per profile in ``df`` (an empty store gives one empty table);
+    ``claims``: per profile, the summary's AP findings (see :func:`build_table`)."""
     profs = profiles(df)
     if not profs:
         return [build_table(df, profile="unknown")]
     df = normalise(df)
     groups = df.groupby("profile", sort=False).indices
-    return [build_table(df.iloc[groups[p]], profile=p) for p in profs]
+    return [build_table(df.iloc[groups[p]], profile=p, claims=(claims or {}).get(p)) for p in profs]
 
 
 @dataclass(frozen=True)
@@ -401,7 +401,7 @@ def _pct(x: float, base: float) -> float:
 
 
 def _record(d: str, v: str, profile: str, cells: dict[tuple[str, str, str], _Cell],
-            intervals: dict[tuple[str, str], tuple[float, float]], timed_together: dict[Any, pd.DataFrame],
+            intervals: dict[tuple[str, str], tuple[float, float, bool]], timed_together: dict[Any, pd.DataFrame],
             published: bool) -> dict[str, Any]:
     """The numbers of one detector x variant: a row of ``TableModel.numeric`` (and of table.csv)."""
     c, base = cells.get((d, v, "trained")), cells.get((d, "baseline", "trained"))
@@ -424,11 +424,9 @@ def _record(d: str, v: str, profile: str, cells: dict[tuple[str, str, str], _Cel
         rec[f"{m}_delta"] = (rec[m] - base.mean(m)) if (c and base) else np.nan
     rec["AP_delta_low"] = rec["AP_delta_high"] = np.nan
     rec["AP_delta_significant"] = pd.NA
-    if c and base and v != "baseline" and c.values("AP").size >= 2 and base.values("AP").size >= 2:
-        ci = intervals.get((d, v))
-        if ci:
-            rec["AP_delta_low"], rec["AP_delta_high"] = ci
-            rec["AP_delta_significant"] = bool(ci[0] > 0 or ci[1] < 0)
+    ci = intervals.get((d, v)) if c and base and v != "baseline" else None
+    if ci:
+        rec["AP_delta_low"], rec["AP_delta_high"], rec["AP_delta_significant"] = ci
     rec["latency_ms"] = lat = _median(c, "latency_ms")
     rec["latency_pct"] = _pct(lat, _median(base, "latency_ms"))
     # Timed in the same interleaved rounds: the median of the per-round ratios, which a
@@ -458,20 +456,22 @@ def _record(d: str, v: str, profile: str, cells: dict[tuple[str, str, str], _Cel
     return rec
 
 
-def build_table(df: pd.DataFrame, profile: str | None = None) -> TableModel:
+def build_table(df: pd.DataFrame, profile: str | None = None,
+                claims: Mapping[tuple[str, str], Any] | None = None) -> TableModel:
     """The paper-layout table of ``profile`` (default: the only or first profile).
 
     Deltas are differences of seed means to the same detector's and source's
     baseline; latency is the median over seeds with the percentage over the
     baseline's median; the COCO profiles (``PUBLISHED_PROFILES``) also get the
-    published AP and ours minus published.
+    published AP and ours minus published. ``claims``: the summary's AP findings by
+    (detector, variant) (reports/summary.py), whose intervals and marks the table shows.
     """
     profile = profile if profile is not None else (profiles(df) or ["unknown"])[0]
     df = select_profile(df, profile)
     detectors, variants = grid(df["detector"], "detector"), grid(df["variant"], "variant")
     cells = _cells(df)
     done_trained = df[(df["source"] == "trained") & (df["status"] == "done")]
-    intervals, interval_error = _delta_intervals(done_trained)
+    intervals, failed = _delta_intervals(claims)
     timed_together = dict(iter(done_trained.groupby(["detector", "variant"], sort=False))) if "latency_group" in df else {}
     has_released = {d for (d, _v, s) in cells if s == "released"}
     published = profile in PUBLISHED_PROFILES
@@ -496,11 +496,14 @@ def build_table(df: pd.DataFrame, profile: str | None = None) -> TableModel:
                                                      index=pd.MultiIndex.from_tuples(index, names=["Detector", "Row"]),
                                                      dtype=object)))
     partial = any(e.state == "partial" for b in blocks for e in b.entries.to_numpy().ravel())
-    footnotes = _footnotes(profile, df, numeric, interval_error, detectors, variants, bool(has_released), partial)
+    footnotes = _footnotes(profile, df, numeric, detectors, variants, bool(has_released), partial)
+    if failed:
+        footnotes.append(f"The interval could not be computed for {'; '.join(failed)}: no difference "
+                         "is marked there.")
     return TableModel(profile=profile, blocks=blocks, numeric=numeric, footnotes=footnotes)
 
 
-def _footnotes(profile: str, df: pd.DataFrame, numeric: pd.DataFrame, interval_error: str | None,
+def _footnotes(profile: str, df: pd.DataFrame, numeric: pd.DataFrame,
                detectors: list[str], variants: list[str], has_released: bool, any_partial: bool) -> list[str]:
     """What a reader needs to read the table: the profile, the spread, the protocols, the marks."""
     published = profile in PUBLISHED_PROFILES
@@ -511,12 +514,11 @@ def _footnotes(profile: str, df: pd.DataFrame, numeric: pd.DataFrame, interval_e
     if (numeric["n_seeds"] >= 2).any():
         notes.append("mean ± sample std over seeds, n = number of seeds; differences are differences of means.")
     if any_interval:
-        notes.append(f"{SIGNIFICANT} the 95% Welch interval over seeds of the difference to the baseline excludes 0.")
+        notes.append(f"{SIGNIFICANT} the summary claims the difference to the baseline: its 95% interval, "
+                     "training noise and image sampling both, excludes 0 (docs/statistics.md).")
     protocols = set(df.loc[df["status"] == "done", "latency_protocol"].dropna()) if "latency_protocol" in df else set()
     for proto in sorted(protocols):
         notes.append(LATENCY_PROTOCOLS.get(proto, f"latency protocol {proto!r}") + ".")
-    if interval_error:
-        notes.append(f"The intervals over seeds could not be computed ({interval_error}): no difference is marked.")
     if any_partial:
         notes.append("[k failed, ...]: seeds of the cell without a result; the number is over the finished seeds only.")
     if published:

@@ -9,7 +9,6 @@ import json
 import pickle
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from pycocotools.cocoeval import COCOeval
@@ -253,27 +252,19 @@ def test_bootstrap_cells(tmp_path) -> None:
     assert set(r.to_frame()["metric"]) == set(bs.DEFAULT_METRICS)
 
 
-def test_seed_deltas_welch() -> None:
+def test_the_seeds_rule_is_welch_when_the_images_add_nothing() -> None:
+    """reports.stats.claims' rule "seeds" with no image-sampling spread is Welch's interval."""
     from scipy import stats
 
+    from reports.stats.claims import difference_interval
+
     base, var = [36.1, 36.4, 35.9], [37.0, 37.6, 37.2, 37.5]
-    rows = [{"detector": "retinanet", "variant": "baseline", "seed": i, "AP": v, "status": "done"}
-            for i, v in enumerate(base)]
-    rows += [{"detector": "retinanet", "variant": "sepc", "seed": i, "AP": v, "status": "done"}
-             for i, v in enumerate(var)]
-    rows += [{"detector": "retinanet", "variant": "sepc", "seed": 9, "AP": np.nan,
-              "status": "failed"}]
-    out = bs.seed_deltas(pd.DataFrame(rows)).set_index("variant")
-    s = out.loc["sepc"]
-    assert s["n"] == 4 and s["mean"] == pytest.approx(np.mean(var))
-    assert s["std"] == pytest.approx(np.std(var, ddof=1))
-    assert s["delta"] == pytest.approx(np.mean(var) - np.mean(base))
+    iv = difference_interval(var, base, np.zeros(50))
     t = stats.ttest_ind(var, base, equal_var=False)
-    assert s["p_value"] == pytest.approx(t.pvalue)
     ci = t.confidence_interval(0.95)
-    assert (s["delta_lo"], s["delta_hi"]) == pytest.approx((ci.low, ci.high))
-    assert s["excludes_zero"]
-    assert out.loc["baseline", "delta"] == 0.0
+    assert iv.rule == "seeds" and iv.point == pytest.approx(np.mean(var) - np.mean(base))
+    assert (iv.lo, iv.hi) == pytest.approx((ci.low, ci.high)) and iv.claimed
+    assert iv.se_train == pytest.approx(np.sqrt(np.var(var, ddof=1) / 4 + np.var(base, ddof=1) / 3))
 
 
 def test_cached_records_round_trip_and_are_used(tmp_path) -> None:

@@ -1,18 +1,26 @@
 """The report's summary (reports/summary.py): a difference is claimed only where its interval
-excludes zero; otherwise "no resolvable difference at this budget" with the interval; a statistic
-that cannot be computed is shown as such. Real detections, real pycocotools evaluation."""
+(training noise and image sampling, reports/stats/claims.py) excludes zero; otherwise "no
+resolvable difference at this budget" with the interval; a statistic that cannot be computed is
+shown as such. Real detections, real pycocotools evaluation. The rule's behaviour on noise of a
+known size is tests/test_claims.py."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from experiments.noise import SeedSpread
 from reports.build import build_report
 from reports.store import read_results
 from reports.summary import NO_DIFFERENCE, Finding, headlines
 from reports.table import normalise
-from test_bootstrap import make_dets, make_gt
+from test_bootstrap import coco_stats, make_dets, make_gt
+
+#: A seed spread for the one-seed cells below (rule "profile"), as experiments/noise.py states one.
+SPREAD = SeedSpread("smoke", None, {"AP": 0.5}, 30.0, "2026-12-04", "python -m bench spread",
+                    "a test")
 
 
 def _cell(root: Path, gt: Path, variant: str, seed: int = 0, dets=None, **row) -> None:
@@ -53,13 +61,16 @@ def store(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def lines(store: Path) -> dict:
-    return {h.variant: h for h in headlines(normalise(read_results(store)), store, "smoke")}
+    return {h.variant: h for h in headlines(normalise(read_results(store)), store, "smoke",
+                                            spread=SPREAD)}
 
 
 def test_claims_only_what_the_interval_supports(lines) -> None:
     assert set(lines) == {"pconv", "ibn", "sepc"}  # every variant against its baseline
     better = lines["pconv"]
     assert better.ap.resolved and better.ap.lo > 0 and "paired bootstrap over 60 images" in better.ap.method
+    assert better.ap.method.startswith("rule profile: the profile's seed spread (0.50 AP)")
+    assert better.spread == SPREAD
     assert better.latency.resolved and better.latency.point == pytest.approx(50.0)
     assert better.latency.method == "p10–p90 of 30 interleaved rounds"
     assert NO_DIFFERENCE not in better.text() and better.text().startswith("FSAF PConv: AP +")
@@ -95,14 +106,21 @@ def test_a_failed_statistic_is_shown_not_swallowed(lines) -> None:
 
 
 def test_several_seeds_use_the_interval_over_seeds(tmp_path: Path) -> None:
-    gt = tmp_path / "gt.json"
-    gt.write_text("{}")
-    for seed, (b, v) in enumerate([(10.0, 12.1), (10.4, 12.4), (9.9, 11.8)]):
-        _cell(tmp_path, gt, "baseline", seed, AP=b)
-        _cell(tmp_path, gt, "sepc", seed, AP=v)
-    (h,) = headlines(normalise(read_results(tmp_path)), tmp_path, "smoke")
-    assert h.ap.resolved and h.ap.method == "Welch 95% interval over seeds (n=3 vs 3)"
-    assert h.ap.point == pytest.approx(2.0, abs=1e-9)
+    gt = make_gt(40, seed=1)
+    gt_path = tmp_path / "gt.json"
+    gt_path.write_text(json.dumps(gt))
+    ap = {}
+    for seed in range(3):
+        for variant, sigma, off in (("baseline", 0.2, 10), ("sepc", 0.02, 20)):
+            dets = make_dets(gt, off + seed, sigma=sigma)
+            ap.setdefault(variant, []).append(100 * coco_stats(gt, dets)[0])
+            _cell(tmp_path, gt_path, variant, seed, AP=ap[variant][-1], dets=dets)
+    (h,) = headlines(normalise(read_results(tmp_path)), tmp_path, "smoke", spread=None)
+    assert h.ap.resolved and h.ap.method == ("rule seeds: Welch over seeds (3 vs 3) + paired "
+                                             "bootstrap over 40 images, 95%")
+    # the seed means of what pycocotools says of each run's detections
+    assert h.ap.point == pytest.approx(np.mean(ap["sepc"]) - np.mean(ap["baseline"]), abs=1e-9)
+    assert h.spread is None
     assert h.latency.error  # no latency in these rows: said, not invented
 
 
@@ -114,11 +132,38 @@ def test_finding_text() -> None:
 
 
 def test_report_shows_the_summary(store: Path, capsys) -> None:
+    """These rows record no recipe (experiments/noise.py has no spread for it): one seed per
+    cell, so the report claims no AP difference and says why; latency claims stand."""
     html = build_report(store, formats=["html", "text"], echo=True)["html"].read_text()
     assert '<h2 id="summary">Summary</h2>' in html
-    assert html.count('class="finding claim"') == 3  # pconv AP + latency, sepc latency
-    assert html.count('class="finding nodiff"') == 2 and html.count('class="finding error"') == 1
-    assert f"AP: {NO_DIFFERENCE} (" in html and "paired bootstrap over 60 images" in html
+    assert html.count('class="finding claim"') == 2  # pconv latency, sepc latency
+    assert html.count('class="finding nodiff"') == 3 and html.count('class="finding error"') == 1
+    assert html.count("AP: no claim (") == 2 and "one seed per cell cannot separate" in html
     out = capsys.readouterr().out
-    assert "Summary (a difference only where its interval excludes zero" in out
-    assert "- FSAF iBN+PConv: AP: no resolvable difference at this budget" in out
+    assert "Summary (a difference only where its interval, training noise and image sampling both" in out
+    assert "- FSAF iBN+PConv: AP: no claim (" in out
+
+
+def test_report_says_which_rule_and_which_spread(tmp_path: Path) -> None:
+    """A store trained with a recipe experiments/noise.py has a spread for: the one-seed claims
+    use it, each says its rule, and the report prints the spread with its command and date."""
+    from bench.configs import load_profile
+    from experiments import noise
+
+    iters = int(load_profile("smoke").settings["max_iters"])  # the default `make table`'s recipe
+    gt = make_gt(60, seed=0)
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    _cell(tmp_path, tmp_path / "gt.json", "baseline", dets=make_dets(gt, 1, sigma=0.2), train_iters=iters)
+    _cell(tmp_path, tmp_path / "gt.json", "pconv", dets=make_dets(gt, 2, sigma=0.02), train_iters=iters)
+    entry = noise.seed_spread("smoke", iters)
+    assert entry is not None, "experiments/noise.py states the smoke profile's spread"
+    html = build_report(tmp_path, formats=["html"])["html"].read_text()
+    assert '<span class="rule">rule profile</span>' in html
+    assert "Training noise of one seed (rule profile)" in html and entry.command in html
+    assert entry.measured in html
+    # the same cells asked with --max-iters on a profile whose spread is for its own schedule
+    assert noise.seed_spread("paper", None) is not None
+    from reports.compare import recipe_spread
+
+    assert recipe_spread([dict(profile="paper", train_iters=500, iters_requested=500)]) is None
+    assert recipe_spread([dict(profile="paper", train_iters=87_900)]) is noise.seed_spread("paper", None)

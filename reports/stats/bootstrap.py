@@ -60,10 +60,19 @@ class BootstrapResult:
                 "deltas": {k: vars(v).copy() for k, v in self.deltas.items()}}
 
 
-def _check_pair(a: EvalRecords, b: EvalRecords) -> None:
-    if not (np.array_equal(a.img_ids, b.img_ids) and np.array_equal(a.cat_ids, b.cat_ids)):
-        raise ValueError("paired bootstrap needs both detection sets evaluated on the same "
-                         "ground truth (same image and category ids)")
+def _runs(x: EvalRecords | Sequence[EvalRecords]) -> list[EvalRecords]:
+    return [x] if isinstance(x, EvalRecords) else list(x)
+
+
+def _check_runs(variant: list[EvalRecords], baseline: list[EvalRecords]) -> None:
+    if not variant or not baseline:
+        raise ValueError("paired bootstrap needs at least one run on each side")
+    first = variant[0]
+    for rec in (*variant, *baseline):
+        if not (np.array_equal(rec.img_ids, first.img_ids)
+                and np.array_equal(rec.cat_ids, first.cat_ids)):
+            raise ValueError("paired bootstrap needs every detection set evaluated on the same "
+                             "ground truth (same image and category ids)")
 
 
 def _stats(rec: EvalRecords, w: np.ndarray, metrics: tuple[str, ...]) -> dict[str, float]:
@@ -72,19 +81,31 @@ def _stats(rec: EvalRecords, w: np.ndarray, metrics: tuple[str, ...]) -> dict[st
     return _metrics_from_curves(curves, metrics)
 
 
-def _diff_rows(variant: EvalRecords, baseline: EvalRecords, weights: np.ndarray,
+def full_metrics(rec: EvalRecords, metrics: Sequence[str] = DEFAULT_METRICS) -> dict[str, float]:
+    """The metrics of one detection set on every image once, in AP points (NaN: undefined):
+    what pycocotools prints for it."""
+    stats = _stats(rec, np.ones(rec.n_images, dtype=np.int32), tuple(metrics))
+    return {m: v * 100.0 if v >= 0 else np.nan for m, v in stats.items()}
+
+
+def _mean_stats(runs: list[EvalRecords], w: np.ndarray, metrics: tuple[str, ...]) -> np.ndarray:
+    """Per metric, the mean over runs in AP points; NaN where a run leaves it undefined."""
+    vals = np.array([[s[m] for m in metrics] for s in (_stats(r, w, metrics) for r in runs)])
+    return np.where((vals >= 0).all(axis=0), vals.mean(axis=0) * 100.0, np.nan)
+
+
+def _diff_rows(variant: list[EvalRecords], baseline: list[EvalRecords], weights: np.ndarray,
                metrics: tuple[str, ...]) -> np.ndarray:
-    """(len(weights), len(metrics)) variant - baseline in AP points; NaN where undefined."""
+    """(len(weights), len(metrics)) mean variant - mean baseline in AP points; NaN where
+    undefined."""
     out = np.empty((len(weights), len(metrics)))
     for i, w in enumerate(weights):
-        sv, sb = _stats(variant, w, metrics), _stats(baseline, w, metrics)
-        out[i] = [(sv[m] - sb[m]) * 100.0 if sv[m] >= 0 and sb[m] >= 0 else np.nan
-                  for m in metrics]
+        out[i] = _mean_stats(variant, w, metrics) - _mean_stats(baseline, w, metrics)
     return out
 
 
 # State handed to forked bootstrap workers (set just before the fork, cleared after).
-_BOOT_STATE: tuple[EvalRecords, EvalRecords, np.ndarray, tuple[str, ...]] | None = None
+_BOOT_STATE: tuple[list[EvalRecords], list[EvalRecords], np.ndarray, tuple[str, ...]] | None = None
 
 
 def _boot_chunk(bounds: tuple[int, int]) -> np.ndarray:
@@ -107,8 +128,8 @@ def resample_weights(n_images: int, n_boot: int, seed: int) -> np.ndarray:
 
 
 def paired_bootstrap(
-    variant: EvalRecords,
-    baseline: EvalRecords,
+    variant: EvalRecords | Sequence[EvalRecords],
+    baseline: EvalRecords | Sequence[EvalRecords],
     *,
     n_boot: int = 1000,
     seed: int = 0,
@@ -120,22 +141,27 @@ def paired_bootstrap(
 
     Why: one draw of images (with replacement, numpy default_rng(seed)) is applied to
     BOTH sets, so image difficulty cancels and the interval reflects the variant's
-    effect on this image population. Interval: (1-level)/2 and (1+level)/2 percentiles
+    effect on this image population. Either side may be several runs (seeds) of its cell:
+    the difference is then of the means over runs, every run on the same resample, which is
+    the image-sampling part of a multi-seed comparison (``reports.stats.claims``); it says
+    nothing about the training's own noise. Interval: (1-level)/2 and (1+level)/2 percentiles
     of the resampled differences; resamples where a metric is undefined (e.g. no small
     gt drawn) are dropped for that metric (n_valid says how many remain). `workers` > 1
     splits the resamples over forked processes (same numbers as workers=1).
     """
     global _BOOT_STATE
-    _check_pair(variant, baseline)
+    variant, baseline = _runs(variant), _runs(baseline)
+    _check_runs(variant, baseline)
     if not 0 < level < 1:
         raise ValueError("level must be in (0, 1)")
     metrics = tuple(metrics)
-    for rec in (variant, baseline):
+    for rec in (*variant, *baseline):
         if any(a not in rec.areas for a in _areas_for(metrics)):
             raise ValueError("records were evaluated without the area ranges these metrics need")
-    n_img = variant.n_images
+    n_img = variant[0].n_images
     ones = np.ones(n_img, dtype=np.int32)
-    full_v, full_b = _stats(variant, ones, metrics), _stats(baseline, ones, metrics)
+    full_v = dict(zip(metrics, _mean_stats(variant, ones, metrics)))
+    full_b = dict(zip(metrics, _mean_stats(baseline, ones, metrics)))
     weights = resample_weights(n_img, n_boot, seed)
     workers = max(1, min(int(workers), n_boot))
     if workers == 1 or "fork" not in mp.get_all_start_methods():
@@ -156,12 +182,9 @@ def paired_bootstrap(
         d = diffs[m][~np.isnan(diffs[m])]
         lo, hi = (np.percentile(d, [q_lo, q_hi]) if len(d) else (np.nan, np.nan))
         fv, fb = full_v[m], full_b[m]
-        point = (fv - fb) * 100.0 if fv >= 0 and fb >= 0 else np.nan
         deltas[m] = MetricDelta(
-            metric=m, point=float(point), lo=float(lo), hi=float(hi),
-            excludes_zero=bool(lo > 0 or hi < 0),
-            baseline=fb * 100.0 if fb >= 0 else np.nan,
-            variant=fv * 100.0 if fv >= 0 else np.nan,
+            metric=m, point=float(fv - fb), lo=float(lo), hi=float(hi),
+            excludes_zero=bool(lo > 0 or hi < 0), baseline=float(fb), variant=float(fv),
             se=float(d.std(ddof=1)) if len(d) > 1 else np.nan, n_valid=int(len(d)))
     return BootstrapResult(deltas=deltas, n_boot=n_boot, seed=seed, level=level,
                            n_images=n_img, samples=diffs)

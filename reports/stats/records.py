@@ -3,8 +3,8 @@
 Why: adjacent cells of the SEPC table differ by 0.5-1.2 AP while one recipe's COCO AP
 moves 0.1-0.3 AP from run to run, so a delta needs an interval. From single runs, the
 paired bootstrap resamples the evaluation images with replacement and recomputes BOTH
-APs on the same resample; with several seeds per cell,
-`seed_deltas` gives a Welch t-interval of the difference of seed means.
+APs on the same resample; with several seeds per cell it resamples the
+images of every run at once, and `reports.stats.claims` adds the seeds' own spread.
 
 Exactness: COCOeval.evaluate() (pycocotools) runs ONCE per detection set; its per-image
 records (dtMatches, dtScores, dtIgnore, gtIgnore per category x area range x image) are
@@ -24,7 +24,7 @@ are visited, with their weighted cumulative TP count and the weighted count of
 non-ignored detections ranked above them (one cumulative sum over all detections).
 
 Units: `accumulate` returns pycocotools units (fractions, -1 where undefined);
-`BootstrapResult` and `seed_deltas` use AP points (percent), like the result store.
+`BootstrapResult` and `reports.stats.claims` use AP points (percent), like the result store.
 """
 
 from __future__ import annotations

@@ -1,0 +1,63 @@
+"""The training noise of each profile, as data: how far one cell's metrics move between seeds.
+
+Why: with one seed per cell, the report's summary can only claim a difference that stands out
+from the training's own noise, which a single run cannot measure (reports/stats/claims.py, rule
+``profile``; docs/statistics.md). Each entry says what it was measured on, when, and with which
+command, and the report prints it beside every claim that uses it. An entry applies to the
+profile's cells trained with ``iters`` iterations (``None``: the profile's own schedule, however
+long); a store trained another way gets no profile spread, and its one-seed claims are not made.
+
+``python -m bench spread --profile P --seeds 3`` trains the missing seeds and prints a new entry.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class SeedSpread:
+    """The seed standard deviation of one cell's metrics, pooled over the cells it was
+    measured on (AP points), with its degrees of freedom (``inf``: taken from elsewhere)."""
+
+    profile: str
+    iters: int | None
+    sd: dict[str, float]
+    dof: float
+    measured: str  # date, or where the value comes from
+    command: str  # what measured it (or would, on a cluster)
+    basis: str  # cells x seeds, commit and machine, or the source of an external value
+    sd_max: dict[str, float] = field(default_factory=dict)  # the noisiest single cell's sd
+
+    def describe(self, metric: str = "AP") -> str:
+        dof = "taken as known" if math.isinf(self.dof) else f"{self.dof:g} degrees of freedom"
+        return (f"seed spread {self.sd[metric]:.2f} {metric} per cell ({dof}; {self.basis}; "
+                f"{self.measured}; `{self.command}`)")
+
+
+SEED_SPREADS: tuple[SeedSpread, ...] = (
+    # Not measured here (COCO R-50 1x costs ~1,500 GPU-hours a sweep): maintainers' statements of
+    # COCO AP from run to run for one recipe. mmdetection #3496: "the fluctuation is very little
+    # (less than 0.3 mAP)"; detectron2 #457: RetinaNet at 800x1333 "can vary from 35.8 - 36.3"
+    # ("a bit larger than normal"). Their upper end taken as the standard deviation.
+    SeedSpread(
+        profile="paper", iters=None, sd={"AP": 0.3}, dof=math.inf,
+        measured="not measured here: maintainers' reports",
+        command=("python -m bench run --profile paper --seeds 3 --executor slurm; then "
+                 "python -m bench spread --profile paper --seeds 3"),
+        basis="mmdetection #3496 (under 0.3 AP), detectron2 #457 (RetinaNet 35.8-36.3)"),
+    SeedSpread(
+        profile="paper-modern", iters=None, sd={"AP": 0.3}, dof=math.inf,
+        measured="not measured here: maintainers' reports",
+        command=("python -m bench run --profile paper-modern --seeds 3 --executor slurm; then "
+                 "python -m bench spread --profile paper-modern --seeds 3"),
+        basis="mmdetection #3496 (under 0.3 AP), detectron2 #457 (RetinaNet 35.8-36.3)"),
+)
+
+
+def seed_spread(profile: str, iters: int | None) -> SeedSpread | None:
+    """The entry for ``profile``'s cells trained ``iters`` iterations, or None."""
+    for s in SEED_SPREADS:
+        if s.profile == profile and (s.iters is None or s.iters == iters):
+            return s
+    return None
