@@ -78,18 +78,16 @@ def list_help(known: dict) -> str:
 
 
 def parse_seeds(text: str | None) -> list[int]:
-    """'3' -> [0, 1, 2] (that many seeds); '0,7,42' -> those seeds."""
+    """'3' -> [0, 1, 2] (that many seeds); '0,7,42' -> those seeds; '7,' -> seed 7 alone."""
     if text is None or text.strip() == "":
         return [0]
     try:
-        if "," not in text:
-            n = int(text)
-            if n < 1:
-                raise MatrixError(f"--seeds {text}: need at least one seed")
-            return list(range(n))
-        seeds = [int(s) for s in text.split(",") if s.strip()]
+        n = int(text) if "," not in text else None
+        seeds = [int(s) for s in text.split(",") if s.strip()] if n is None else list(range(n))
     except ValueError:
         raise MatrixError(f"--seeds {text!r}: give a count (3) or a list (0,1,2)") from None
+    if not seeds:
+        raise MatrixError(f"--seeds {text}: need at least one seed (one seed alone: '7,')")
     if len(set(seeds)) != len(seeds):
         raise MatrixError(f"--seeds {text!r}: repeated seed")
     return seeds
