@@ -158,7 +158,7 @@ def run_local(cells: list[Cell], results: Path, opts: Options, jobs: int = 1,
                         refresher.request()
             if refresher:
                 refresher.poll()
-            if time.monotonic() - shown >= (0.5 if tty else 30):
+            if time.monotonic() - shown >= (1 if tty else 30):
                 shown = time.monotonic()
                 eta = clock.eta(states, pending)
                 eta_text = f"ETA {fmt_duration(eta)}" if eta is not None else "ETA: measuring"
@@ -170,7 +170,7 @@ def run_local(cells: list[Cell], results: Path, opts: Options, jobs: int = 1,
                 elif progress and running:  # a log, not a terminal: one line now and then
                     bar.write(f"[{len(final)}/{len(cells)} done, {eta_text}] "
                               f"{_running_text(results, running)}")
-            time.sleep(0.5)
+            time.sleep(1.0)  # the cells take minutes: a second is soon enough, and costs no core
     except KeyboardInterrupt:
         interrupted = True
         for key, (cell, job) in running.items():
