@@ -13,30 +13,32 @@ from pathlib import Path
 # can build a Runner, it closes none of ours, whatever a caller imports next.
 import submitit  # noqa: F401
 
-from .configs import Options
-from .matrix import Cell, cells
-from .results import load
-from .sweep import plan
+from bench.plan import plan
+from bench.plan.cells import Cell, cells
+from bench.plan.options import Options
 
 
 def run(cell_list: list[Cell], results: str | Path, opts: Options = Options(),
         executor: str = "local", jobs: int = 1, force: bool = False,
         retry_failed: bool = False, **slurm) -> dict[str, str]:
-    """Run (or submit) the cells that are not done yet; returns cell key -> status or job id."""
-    from .executors import SlurmOptions, run_local, submit_slurm
-    from .sweep import check_recipes, plan, reset, select
+    """Run (or submit) the cells that are not done yet; returns cell key -> status or job id.
+    The command line's flow (bench/flow.py): the same checks, claims and ``force`` handling."""
+    from bench.flow import run_cells
+    from bench.schedule.slurm import SlurmOptions
 
-    results = Path(results)
-    if not force:
-        check_recipes(plan(cell_list, opts), results,
-                      "pass another results folder, or force=True to train them again")
-    todo, _ = select(cell_list, results, force=force, retry_failed=retry_failed)
-    if force:
-        for cell in todo:
-            reset(results, cell)
-    if executor == "local":
-        return run_local(todo, results, opts, jobs=jobs, progress=False)
-    return submit_slurm(todo, results, opts, SlurmOptions(**slurm))
+    return run_cells(plan(cell_list, opts), Path(results), executor, force=force,
+                     retry_failed=retry_failed, jobs=jobs, slurm=SlurmOptions(**slurm),
+                     way_out="pass another results folder, or force=True to train them "
+                             "again").statuses
 
 
-__all__ = ["Cell", "Options", "cells", "plan", "run", "load"]
+def load(path: str | Path):
+    """Every ``*/result.json`` under ``path`` as one tidy pandas table, one row per cell
+    (docs/results-schema.md; missing values are NaN). The reader is ``reports.store``'s: the
+    reports depend on the store and nothing else."""
+    from reports.store import read_results
+
+    return read_results(path)
+
+
+__all__ = ["Cell", "Options", "cells", "load", "plan", "run"]

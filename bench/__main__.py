@@ -9,6 +9,6 @@ if "ignore:pkg_resources" in os.environ["PYTHONWARNINGS"]:
 
     warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
 
-from .cli import main  # noqa: E402
+from bench.cli import main  # noqa: E402
 
 sys.exit(main())

@@ -8,10 +8,19 @@ import shlex
 import sys
 from pathlib import Path
 
-from .configs import Options, check_log, profiles
-from .matrix import (DETECTORS, VARIANTS, MatrixError, cells, list_help, parse_list,
-                     parse_seeds)
-from .store import CellStore, default_results
+from bench.cellstore import CellStore
+from bench.plan.cells import (
+    DETECTORS,
+    VARIANTS,
+    MatrixError,
+    cells,
+    list_help,
+    parse_list,
+    parse_seeds,
+)
+from bench.plan.options import Options, check_log
+from bench.plan.settings import profiles
+from bench.repo import default_results
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -61,7 +70,7 @@ def _selection(args, notes: list[str] | None = None,
     detectors = parse_list(args.detectors, DETECTORS, "detector")
     variants = parse_list(args.variants, VARIANTS, "variant") if args.variants else None
     if args.from_checkpoints:
-        from .released import released_cells
+        from bench.plan.manifest import released_cells
 
         for flag, value in (("--seeds", args.seeds), ("--pretrained", args.pretrained),
                             ("--max-iters", args.max_iters)):
@@ -95,7 +104,7 @@ def _selection(args, notes: list[str] | None = None,
                    manifest=(str(Path(args.manifest).expanduser().resolve())
                              if args.manifest else None))
     if opts.pretrained:
-        from .pretrained import check_pretrained
+        from bench.plan.weights import check_pretrained
 
         check_pretrained(opts.pretrained)
     return chosen, results, opts
@@ -103,8 +112,8 @@ def _selection(args, notes: list[str] | None = None,
 
 def _sweep_cells(profile: str, results: Path) -> list:
     """The cells sweep.json records in ``results``, in table order."""
-    from .matrix import Cell
-    from .store import read_json
+    from bench.plan.cells import Cell
+    from reports.schema import read_json
 
     keys = (read_json(results / "sweep.json") or {}).get("cells", {})
     return sorted(Cell.from_key(profile, k) for k in keys)
@@ -132,7 +141,7 @@ def _print_rows(rows: list[dict], as_json: bool) -> None:
 
 # -- commands --------------------------------------------------------------------------------
 def cmd_plan(args) -> int:
-    from .sweep import lr_notes, plan
+    from bench.plan import lr_notes, plan
 
     notes: list[str] = []
     chosen, _, opts = _selection(args, notes)
@@ -141,7 +150,7 @@ def cmd_plan(args) -> int:
     _print_lr_notes(lr_notes(planned))
     _print_rows([p.row() for p in planned], args.json)
     if not args.json:  # before GPU-days: what one seed per cell can and cannot confirm
-        from reports.published import confirmable_lines
+        from reports.comparable import confirmable_lines
 
         for line in confirmable_lines(args.profile):
             print(line, file=sys.stderr)
@@ -154,7 +163,7 @@ def _print_lr_notes(lines: list[str]) -> None:
 
 
 def _slurm_options(args):
-    from .executors import SlurmOptions
+    from bench.schedule.slurm import SlurmOptions
 
     return SlurmOptions(partition=args.partition, account=args.account, qos=args.qos,
                         time_min=args.time, cpus_per_task=args.cpus_per_task, mem_gb=args.mem_gb,
@@ -163,59 +172,44 @@ def _slurm_options(args):
 
 
 def cmd_run(args) -> int:
-    from .executors import cancel, check_local, plan_slurm, queued_cells, run_local, submit_slurm
-    from .sweep import check_recipes, lr_notes, plan, reset, select
+    from bench.flow import run_cells
+    from bench.plan import lr_notes, plan
 
     notes: list[str] = []
     chosen, results, opts = _selection(args, notes)
     _print_notes(notes)
     # Resolves every config: bad input (names, data, layout) fails here, before anything runs.
-    planned = plan(chosen, opts)
-    if not args.force:
-        check_recipes(planned, results)
-    scaled = lr_notes(planned)  # said once the request has passed every check
-    if args.executor == "local":
-        check_local(chosen, opts)
-    queued = queued_cells(results)
-    todo, skipped = select(chosen, results, force=args.force, retry_failed=args.retry_failed,
-                           queued=queued)
-    for key, why in skipped.items():
-        print(f"skip {key}: {why}")
-    if args.executor == "slurm":
-        groups = plan_slurm(todo, _slurm_options(args), opts)
-        if args.dry_run:
-            _print_lr_notes(scaled)
-            for params, group in groups:
-                print(json.dumps(dict(cells=[c.key for c in group], sbatch=params), indent=1))
-            return 0
-    elif args.dry_run:
-        _print_lr_notes(scaled)
-        print("\n".join(f"would run {c.key}" for c in todo) or "nothing to run")
+    plans = plan(chosen, opts)
+
+    def go(out) -> None:  # every check passed: the lr notes, then what is run or submitted
+        if out.cancelled:
+            print(f"cancelled {len(out.cancelled)} queued SLURM jobs first: "
+                  f"{' '.join(out.cancelled)}")
+        _print_lr_notes(lr_notes(plans))
+        if args.dry_run and args.executor == "slurm":
+            for params, group in out.groups:
+                print(json.dumps(dict(cells=[p.key for p in group], sbatch=params), indent=1))
+        elif args.dry_run:
+            print("\n".join(f"would run {p.key}" for p in out.todo) or "nothing to run")
+
+    out = run_cells(plans, results, args.executor, force=args.force,
+                    retry_failed=args.retry_failed, jobs=_jobs(args) if args.executor == "local"
+                    else 1, slurm=_slurm_options(args), dry_run=args.dry_run,
+                    progress=not args.quiet, refresh_report=True,
+                    on_skip=lambda key, skip: print(f"skip {key}: {skip.why}"), on_go=go)
+    if args.dry_run:
         return 0
-    if not todo:
+    if not out.todo:
         print(f"nothing to run: {len(chosen)} cells in {results} (--force to rerun)")
         return 0
-    if args.force:
-        replaced = [c.key for c in todo if c.key in queued]
-        if replaced:  # --force replaces a queued cell: its old job must not train on beside
-            ids = cancel(results, replaced, wait_s=120)
-            print(f"cancelled {len(ids)} queued SLURM jobs first: {' '.join(ids)}")
-        for cell in todo:
-            reset(results, cell)
-    results.mkdir(parents=True, exist_ok=True)
     if args.executor == "slurm":
-        ids = submit_slurm(todo, results, opts, _slurm_options(args))
-        _print_lr_notes(scaled)
-        for key, jid in ids.items():
+        for key, jid in out.statuses.items():
             print(f"submitted {key}: job {jid}")
-        print(f"{len(ids)} cells submitted; `python -m bench status --profile {args.profile} "
-              f"--results {results}` shows progress")
+        print(f"{len(out.statuses)} cells submitted; `python -m bench status --profile "
+              f"{args.profile} --results {results}` shows progress")
         return 0
-    _print_lr_notes(scaled)
-    final = run_local(todo, results, opts, jobs=_jobs(args), progress=not args.quiet,
-                      refresh_report=True)
-    bad = {k: s for k, s in final.items() if s != "done"}
-    print(f"{len(final) - len(bad)}/{len(final)} cells done in {results}")
+    bad = {k: s for k, s in out.statuses.items() if s != "done"}
+    print(f"{len(out.statuses) - len(bad)}/{len(out.statuses)} cells done in {results}")
     return 1 if bad else 0
 
 
@@ -223,10 +217,12 @@ def cmd_pilot(args) -> int:
     """Each cell for a few iterations, then the forecast of the full sweep's cost."""
     import dataclasses
 
+    from bench.flow import check_local
+    from bench.plan import plan_cell
+    from bench.schedule.local import run_local
+    from bench.schedule.slurm import queued_cells, submit_slurm
+    from bench.schedule.state import reset
     from reports.forecast import read_pilots, render_text
-
-    from .executors import check_local, queued_cells, run_local, submit_slurm
-    from .sweep import plan, reset
 
     notes: list[str] = []
     chosen, results, opts = _selection(args, notes)
@@ -245,32 +241,33 @@ def cmd_pilot(args) -> int:
     pilot = dataclasses.replace(opts, pilot_iters=args.iters, val_images=args.val_images)
     if args.executor == "local":  # one process; the forecast is for the cell's own layout
         pilot = dataclasses.replace(pilot, nodes=1, tasks_per_node=1, gpus_per_node=None)
-        check_local(chosen, pilot)
-    plan(chosen, opts)  # the full cells: data, names and layout checked before anything runs
-    plan(chosen, pilot)
+    # the full cells, then their pilots: data, names and layout checked before anything runs
+    pilots = [plan_cell(c, pilot, full=plan_cell(c, opts)) for c in chosen]
+    if args.executor == "local":
+        check_local(pilots)
     # A pilot is a measurement: it runs again every time, unless its last one is still queued.
     queued = queued_cells(store)
-    todo = [c for c in chosen if c.key not in queued]
-    for key in (c.key for c in chosen if c.key in queued):
+    todo = [p for p in pilots if p.key not in queued]
+    for key in (p.key for p in pilots if p.key in queued):
         print(f"skip {key}: pilot {queued[key]}", file=sys.stderr)
-    for cell in todo:
-        reset(store, cell)
+    for p in todo:
+        reset(store, p.cell)
     store.mkdir(parents=True, exist_ok=True)
     print(f"pilot of {len(todo)} cells of profile {args.profile}: {args.iters} iterations, "
           f"{args.val_images} validation images each -> {store}", file=sys.stderr)
     if args.executor == "slurm":
-        ids = submit_slurm(todo, store, pilot, _slurm_options(args), plan_opts=opts)
+        ids = submit_slurm(todo, store, _slurm_options(args))
         for key, jid in ids.items():
             print(f"submitted pilot {key}: job {jid}", file=sys.stderr)
         if args.no_wait:
             print(f"`python -m bench pilot --show --profile {args.profile} --results {results}` "
                   "prints the forecast once they finish")
             return 0
-        _wait_for(todo, store)
+        _wait_for([p.cell for p in todo], store)
     else:
-        run_local(todo, store, pilot, jobs=_jobs(args), progress=not args.quiet, plan_opts=opts)
+        run_local(todo, store, jobs=_jobs(args), progress=not args.quiet)
     print(render_text(read_pilots(results)))
-    rows = [(CellStore(store, c).read() or {}).get("status") for c in todo]
+    rows = [(CellStore(store, p.cell).read() or {}).get("status") for p in todo]
     return 0 if all(r == "done" for r in rows) else 1
 
 
@@ -278,9 +275,8 @@ def _wait_for(cells_: list, store: Path, poll_s: float = 5.0) -> None:
     """Until every cell has ended (done, failed, cancelled), a line whenever one changes."""
     import time
 
+    from bench.schedule.state import status_rows
     from reports.schema import ACTIVE
-
-    from .sweep import status_rows
 
     seen: dict[str, str] = {}
     try:
@@ -304,15 +300,14 @@ def _jobs(args) -> int:
     """--jobs, else as many cells at once as the cores hold at the profile's threads per cell."""
     if args.jobs:
         return args.jobs
-    from .configs import load_profile
-    from .sweep import env_threads
+    from bench.plan.settings import load_profile
+    from bench.schedule.state import env_threads
 
-    threads = int(load_profile(args.profile).settings.get("threads") or env_threads())
-    return max(1, env_threads() // threads)
+    return max(1, env_threads() // (load_profile(args.profile).settings.threads or env_threads()))
 
 
 def cmd_status(args) -> int:
-    from .sweep import status_rows
+    from bench.schedule.state import status_rows
 
     chosen, results, _ = _selection(args, sweep_default=True)
     _print_rows(status_rows(chosen, results), args.json)
@@ -320,7 +315,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_cancel(args) -> int:
-    from .executors import cancel
+    from bench.schedule.slurm import cancel
 
     chosen, results, _ = _selection(args)
     ids = cancel(results, [c.key for c in chosen])
@@ -333,48 +328,58 @@ def _classes(args, chosen, results: Path, opts) -> list[str] | None:
     its annotation file is there): an unknown name fails before any cell runs."""
     if not args.classes:
         return None
-    from reports.errors import check_classes
+    from reports.breakdown import check_classes
     from reports.store import read_results
 
     categories: list[str] = []
     if chosen:
-        from .configs import resolve
+        from bench.plan.resolve import resolve
 
         ann = Path(resolve(chosen[0], opts).val_evaluator["ann_file"])
         if ann.is_file():
             categories = [c["name"] for c in json.loads(ann.read_text())["categories"]]
-    return check_classes(read_results(results), [c.strip() for c in args.classes.split(",") if c.strip()],
-                         also_known=categories)
+    return check_classes(
+        read_results(results),
+        [c.strip() for c in args.classes.split(",") if c.strip()],
+        also_known=categories,
+    )
 
 
 def _run_missing(args, chosen: list, results: Path, opts: Options) -> None:
     """Train, here, the chosen cells the store does not have yet (``--run-missing``)."""
-    from .configs import layout
-    from .executors import run_local
-    from .sweep import check_recipes, plan, select
+    from bench.flow import check_store, run_cells
+    from bench.plan import plan
 
+    plans = plan(chosen, opts)
+    _classes(args, chosen, results, opts)  # an unknown class fails before any cell runs
     # a done cell of another recipe is not this request's: said before anything runs
-    check_recipes(plan(chosen, opts), results,
-                  "tabulate it with the options it was trained with, or pass --results DIR "
-                  "for this request")
-    todo, skipped = select(chosen, results)  # never a cell the scheduler still holds
-    for key, why in skipped.items():
-        if why.startswith(("queued", "recorded")):
-            print(f"not run here: {key}: {why}", file=sys.stderr)
-    remote = [c for c in todo if layout(c, opts).world_size > 1]
-    if remote:
-        print(f"not run here: {len(remote)} missing cells of profile {args.profile} train "
-              f"on several devices ({layout(remote[0], opts).describe()}); submit them with "
-              f"`python -m bench run --executor slurm --profile {args.profile}`",
+    way_out = ("tabulate it with the options it was trained with, or pass --results DIR for "
+               "this request")
+    check_store(plans, results, way_out)
+
+    def skipped(key: str, skip) -> None:  # never a cell the scheduler still holds
+        if skip.kind in ("queued", "claimed"):
+            print(f"not run here: {key}: {skip.why}", file=sys.stderr)
+
+    def elsewhere(out) -> None:
+        if out.several_devices:
+            print(f"not run here: {len(out.several_devices)} missing cells of profile "
+                  f"{args.profile} train on several devices "
+                  f"({out.several_devices[0].layout.describe()}); submit them with "
+                  f"`python -m bench run --executor slurm --profile {args.profile}`",
+                  file=sys.stderr)
+
+    def go(out) -> None:
+        elsewhere(out)
+        print(f"running {len(out.todo)} missing cells of profile {args.profile} into {results}",
               file=sys.stderr)
-    todo = [c for c in todo if c not in remote]
-    if todo:
-        _classes(args, chosen, results, opts)  # an unknown class fails before any cell runs
-        print(f"running {len(todo)} missing cells of profile {args.profile} into {results}",
-              file=sys.stderr)
-        run_local(todo, results, opts, jobs=_jobs(args), refresh_report=True)
-    else:  # a sweep stopped while timing: its cells are timed now
-        from .timing import time_local
+
+    out = run_cells(plans, results, "local", jobs=_jobs(args), progress=True,
+                    refresh_report=True, leave_several_devices=True, way_out=way_out,
+                    on_skip=skipped, on_go=go)
+    if not out.todo:
+        elsewhere(out)  # a sweep stopped while timing: its cells are timed now
+        from bench.run.timing import time_local
 
         time_local(results, chosen)
 
@@ -403,8 +408,8 @@ def cmd_spread(args) -> int:
     if len(iters) != 1:
         raise MatrixError(f"the cells trained different numbers of iterations ({iters}): one "
                           "spread is for one recipe")
-    from .job import git_commit
-    from .store import now
+    from bench.cellstore import now
+    from bench.run.job import git_commit
 
     seeds = sorted({c.seed for c in chosen})
     entry = dict(
@@ -454,14 +459,15 @@ def cmd_table(args) -> int:
 
 def cmd_config(args) -> int:
     """Print each cell's resolved config, or write each as an mmdet config file (--export)."""
-    from .configs import export_config, resolve
+    from bench.plan.export import export_config
+    from bench.plan.resolve import resolve
 
     chosen, _, opts = _selection(args)
     if args.export:
         for cell in chosen:
             print(export_config(cell, opts, args.export))
         return 0
-    from .configs import config_hash
+    from bench.plan.config import config_hash
 
     for cell in chosen:
         cfg = resolve(cell, opts)
@@ -473,9 +479,7 @@ def cmd_config(args) -> int:
 def _cell_rows(results: Path, name: str) -> list[dict]:
     """The done rows a compare argument names: a cell folder or key (one seed), or
     detector/variant[/seed][/released] (without a seed: every seed in the store)."""
-    from reports.schema import cell_key
-
-    from .store import read_json
+    from reports.schema import cell_key, read_json
 
     path = Path(name)
     if (path / "result.json").is_file():
@@ -558,7 +562,8 @@ def cmd_compare(args) -> int:
 
 
 def _perf_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of `perf` (checked in bench/perf.py, which imports torch: not at start-up)."""
+    """Options of `perf` (checked in bench/run/benchmark.py, which imports torch: not at
+    start-up)."""
     p.add_argument("--detectors", help=list_help(DETECTORS))
     p.add_argument("--variants", help=list_help(VARIANTS) + "; the baseline is added for the "
                    "ratios")
@@ -587,7 +592,7 @@ def _perf_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_perf(args) -> int:
-    from . import perf
+    from bench.run import benchmark as perf
 
     return perf.main(args)
 
@@ -696,11 +701,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_compare)
 
-    sp = sub.add_parser("perf", help="inference latency, params, FLOPs and memory of every "
-                        "detector x variant, interleaved, as ratios to the baseline",
-                        description="Speed benchmark of the detectors at the paper's and the "
-                        "smoke size (random weights; see bench/perf.py). Writes perf.json and "
-                        "perf.md.")
+    sp = sub.add_parser(
+        "perf",
+        help="inference latency, params, FLOPs and memory of every "
+        "detector x variant, interleaved, as ratios to the baseline",
+        description="Speed benchmark of the detectors at the paper's and the "
+        "smoke size (random weights; see bench/run/benchmark.py). Writes perf.json and "
+        "perf.md.",
+    )
     _perf_arguments(sp)
     sp.set_defaults(func=cmd_perf)
 
@@ -715,10 +723,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .data import DataError
-    from .executors import SchedulerError
-    from .pretrained import PretrainedError
-    from reports.errors import UnknownClassError
+    from bench.data.coco import DataError
+    from bench.plan.weights import PretrainedError
+    from bench.schedule.slurm import SchedulerError
+    from reports.breakdown import UnknownClassError
 
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)

@@ -4,7 +4,7 @@ marked as not the paper's, figures for detectors the paper did not run (ATSS: Un
 Sources: the paper (arXiv 2005.03101), Table 1 and its text; mmdetection 1.1's model zoo for the
 RetinaNet baseline the paper does not print; mmdet 2.x's model zoo and UniverseNet
 (shinya7y/UniverseNet) for ATSS. The reports quote them beside the measured table
-(reports/published.py says which profiles are comparable).
+(reports/comparable.py says which profiles are comparable).
 """
 from __future__ import annotations
 

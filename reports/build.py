@@ -13,19 +13,27 @@ import os
 import re
 import sys
 import time
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 
-from reports.errors import UnknownClassError, check_classes, class_gains
+from reports.breakdown import UnknownClassError, check_classes, class_gains
 from reports.forecast import read_pilots
 from reports.forecast import render_markdown as forecast_markdown
 from reports.schema import atomic_write
 from reports.store import read_results
 from reports.summary import Headline, headlines, render_summary_text
-from reports.table import (TableModel, build_tables, normalise, profiles, render_csv, render_latex,
-                           render_markdown, render_text)
+from reports.table import (
+    TableModel,
+    build_tables,
+    normalise,
+    profiles,
+    render_csv,
+    render_latex,
+    render_markdown,
+    render_text,
+)
 
 FORMATS: tuple[str, ...] = ("text", "md", "csv", "tex", "html", "png")
 #: Plots are drawn for this many profiles at most (tables cover all of them):
@@ -34,10 +42,19 @@ MAX_PLOT_PROFILES = 4
 
 PLOTS: tuple[tuple[str, str], ...] = (
     ("ap_vs_latency", "AP versus latency: one line per detector from Baseline through SEPC"),
-    ("ap_gain_by_size", "AP gain over the baseline by object size (APs, APm, APl); black tick = overall AP gain"),
-    ("error_deltas", "TIDE error deltas against the baseline (dAP of each error type, variant − baseline; "
-                     "below 0 = fewer such errors)"),
-    ("training_curves", "Training curves per cell: loss per iteration, COCO bbox AP per evaluation"),
+    (
+        "ap_gain_by_size",
+        "AP gain over the baseline by object size (APs, APm, APl); black tick = overall AP gain",
+    ),
+    (
+        "error_deltas",
+        "TIDE error deltas against the baseline (dAP of each error type, variant − baseline; "
+        "below 0 = fewer such errors)",
+    ),
+    (
+        "training_curves",
+        "Training curves per cell: loss per iteration, COCO bbox AP per evaluation",
+    ),
 )
 
 
@@ -48,8 +65,13 @@ def _slug(s: str) -> str:
 def _figures(df: pd.DataFrame, results_dir: Path, profile: str) -> list[tuple[str, str, bytes]]:
     """(name, caption, PNG) of the three plots of one profile."""
     # matplotlib is imported only when a plot is wanted (text-only builds stay fast).
-    from reports.plots import (figure_png, plot_ap_gain_by_size, plot_ap_vs_latency, plot_error_deltas,
-                               plot_training_curves)
+    from reports.plots import (
+        figure_png,
+        plot_ap_gain_by_size,
+        plot_ap_vs_latency,
+        plot_error_deltas,
+        plot_training_curves,
+    )
 
     figs = {
         "ap_vs_latency": lambda: plot_ap_vs_latency(df, profile),
@@ -60,7 +82,9 @@ def _figures(df: pd.DataFrame, results_dir: Path, profile: str) -> list[tuple[st
     return [(name, caption, figure_png(figs[name]())) for name, caption in PLOTS]
 
 
-def render_class_csv(df: pd.DataFrame, profiles: Sequence[str], classes: Sequence[str] | None = None) -> str:
+def render_class_csv(
+    df: pd.DataFrame, profiles: Sequence[str], classes: Sequence[str] | None = None
+) -> str:
     """Per-class AP against the baseline, long form: profile, detector, variant, class, AP,
     baseline AP, difference (seed means, AP points)."""
     frames = []
@@ -110,8 +134,9 @@ def build_report(
     if "csv" in formats:
         paths["csv"] = atomic_write(out / "table.csv", render_csv(models))
         if len(df):
-            paths["class_ap"] = atomic_write(out / "class_ap.csv",
-                                             render_class_csv(ndf, [m.profile for m in models], classes))
+            paths["class_ap"] = atomic_write(
+                out / "class_ap.csv", render_class_csv(ndf, [m.profile for m in models], classes)
+            )
     if "tex" in formats:
         paths["tex"] = atomic_write(out / "table.tex", "\n".join(render_latex(m) for m in models))
     pilots = read_pilots(results_dir)
@@ -130,7 +155,9 @@ def build_report(
                 plots.setdefault(m.profile, []).append((name, caption, png))
                 if "png" in formats:
                     fname = f"{name}-{_slug(m.profile)}.png" if multi else f"{name}.png"
-                    paths[f"{name}[{m.profile}]" if multi else name] = atomic_write(out / fname, png)
+                    paths[f"{name}[{m.profile}]" if multi else name] = atomic_write(
+                        out / fname, png
+                    )
     if "html" in formats:
         from reports.html import render_html
 
@@ -151,17 +178,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Build the SEPC ablation report (terminal table, Markdown, CSV, LaTeX, "
         "self-contained HTML, PNG plots) from a result store.",
     )
-    ap.add_argument("results_dir", metavar="RESULTS_DIR", help="the result store: one folder per cell with result.json")
-    ap.add_argument("--out", metavar="DIR", help="where to write the outputs (default: RESULTS_DIR/report)")
+    ap.add_argument(
+        "results_dir",
+        metavar="RESULTS_DIR",
+        help="the result store: one folder per cell with result.json",
+    )
+    ap.add_argument(
+        "--out", metavar="DIR", help="where to write the outputs (default: RESULTS_DIR/report)"
+    )
     ap.add_argument(
         "--format",
         action="append",
         metavar="FMT",
-        help=f"output(s) to produce, repeatable or comma-separated, from {', '.join(FORMATS)} (default: all)",
+        help=f"output(s) to produce, repeatable or comma-separated, from {', '.join(FORMATS)} "
+        "(default: all)",
     )
-    ap.add_argument("--classes", metavar="NAMES", help="comma-separated class names: the per-class view "
-                    "shows only these (default: every class)")
-    ap.add_argument("-q", "--quiet", action="store_true", help="do not print the table or the written paths")
+    ap.add_argument(
+        "--classes",
+        metavar="NAMES",
+        help="comma-separated class names: the per-class view "
+        "shows only these (default: every class)",
+    )
+    ap.add_argument(
+        "-q", "--quiet", action="store_true", help="do not print the table or the written paths"
+    )
     args = ap.parse_args(argv)
     formats = FORMATS
     if args.format:
@@ -171,8 +211,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             ap.error(f"unknown format(s) {', '.join(bad)}; choose from {', '.join(FORMATS)}")
     t0 = time.perf_counter()
     try:
-        classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
-        paths = build_report(args.results_dir, args.out, formats, echo=not args.quiet, classes=classes)
+        classes = (
+            [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
+        )
+        paths = build_report(
+            args.results_dir, args.out, formats, echo=not args.quiet, classes=classes
+        )
         if not args.quiet:
             for p in paths.values():
                 print(f"wrote {p}")

@@ -5,7 +5,6 @@ claim the same things; the job writes the records file with :func:`save_records`
 from __future__ import annotations
 
 import io
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,10 +14,19 @@ from typing import Any
 import numpy as np
 
 from experiments.noise import SeedSpread, seed_spread
-from reports.schema import DETECTIONS_FILE, RECORDS_FILE, atomic_write
-from reports.stats import (DEFAULT_METRICS, BootstrapResult, EvalRecords, covers,
-                           evaluate_records, full_metrics, load_coco_gt, paired_bootstrap,
-                           records_from_arrays, records_to_arrays)
+from reports.schema import DETECTIONS_FILE, RECORDS_FILE, atomic_write, read_json
+from reports.stats import (
+    DEFAULT_METRICS,
+    BootstrapResult,
+    EvalRecords,
+    covers,
+    evaluate_records,
+    full_metrics,
+    load_coco_gt,
+    paired_bootstrap,
+    records_from_arrays,
+    records_to_arrays,
+)
 from reports.stats.claims import Interval, Spread, difference_interval
 
 
@@ -32,11 +40,6 @@ def save_records(records: EvalRecords, path: str | os.PathLike) -> Path:
 def load_records(path: str | os.PathLike) -> EvalRecords:
     with np.load(path, allow_pickle=False) as z:
         return records_from_arrays({k: z[k] for k in z.files})
-
-
-def read_json(path: str | os.PathLike) -> Any:
-    with open(path) as fh:
-        return json.load(fh)
 
 
 def _resolve_ann(ann: str, cell: Path) -> Path:
@@ -61,7 +64,7 @@ def load_cell(cell_dir: str | os.PathLike) -> tuple[Path, Path]:
         raise FileNotFoundError(f"{res} missing")
     if not dets.is_file():
         raise FileNotFoundError(f"{dets} missing (cell not evaluated?)")
-    ann = read_json(res).get("ann_file")
+    ann = read_json(res, required=True).get("ann_file")
     if not ann:
         raise ValueError(f"{res} has no ann_file")
     return dets, _resolve_ann(str(ann), cell)
@@ -113,7 +116,9 @@ def cell_records(cell_dir: str | os.PathLike, metrics: Sequence[str] = DEFAULT_M
     cached = cached_records(cell_dir, metrics)
     if cached is not None:
         return cached, ann
-    return evaluate_records(load_coco_gt(read_json(ann)), read_json(dets), metrics=metrics), ann
+    return evaluate_records(
+        load_coco_gt(read_json(ann, required=True)), read_json(dets, required=True), metrics=metrics
+    ), ann
 
 
 def recipe_spread(rows: Sequence[Mapping[str, Any]]) -> SeedSpread | None:

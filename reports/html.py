@@ -25,10 +25,10 @@ import pandas as pd
 
 from reports.forecast import forecast_html, read_pilots
 from reports.perf import perf_html, read_perf
-from reports.published import PUBLISHED_PROFILES, confirmable_lines
+from reports.comparable import PUBLISHED_PROFILES, confirmable_lines
 from reports.schema import ACTIVE, ENDED_BAD
 from reports.store import DETECTOR_NAMES, VARIANT_NAMES, read_log_tail
-from reports.errors import ALL_CLASSES_UP_TO, TOP_K, class_gains, extremes
+from reports.breakdown import ALL_CLASSES_UP_TO, TOP_K, class_gains, extremes
 from reports.summary import NO_DIFFERENCE, Finding, Headline
 from reports.table import ROW_RELEASED, Block, Entry, TableModel, entry_parts
 
@@ -434,7 +434,7 @@ def _status_section(df: pd.DataFrame, models: list[TableModel], results_dir: Pat
 
 def class_gains_html(df: pd.DataFrame, profile: str, classes: Sequence[str] | None = None) -> str:
     """Per detector and variant, the classes that gain and lose most against the baseline
-    (every class when there are few, reports/errors.py), with the baseline's AP beside."""
+    (every class when there are few, reports/breakdown.py), with the baseline's AP beside."""
     gains, missing = class_gains(df, profile, classes)
     head = (f'<h3>Per-class AP against the baseline</h3><p class="meta">Seed means, AP points: '
             f'class Δ (baseline AP → variant AP). Every class when there are at most '

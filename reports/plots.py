@@ -20,13 +20,18 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from reports.published import PUBLISHED_AP, PUBLISHED_PROFILES
+from reports.breakdown import ERRORS, error_deltas
+from reports.comparable import PUBLISHED_AP, PUBLISHED_PROFILES
 from reports.schema import URGENCY
 from reports.store import DETECTOR_NAMES, VARIANT_NAMES, grid, read_curves
-from reports.errors import ERRORS, error_deltas
 from reports.table import STATUS_TEXT, select_profile
 
-DETECTOR_COLORS = {"retinanet": "#1f77b4", "freeanchor": "#d62728", "fsaf": "#2ca02c", "atss": "#9467bd"}
+DETECTOR_COLORS = {
+    "retinanet": "#1f77b4",
+    "freeanchor": "#d62728",
+    "fsaf": "#2ca02c",
+    "atss": "#9467bd",
+}
 #: One colour per non-baseline variant, in the matrix's order.
 VARIANT_COLORS = ("#fdae6b", "#e6550d", "#74c476", "#31a354", "#756bb1", "#969696")
 SIZE_COLORS = {"APs": "#9ecae1", "APm": "#4292c6", "APl": "#08519c"}
@@ -101,30 +106,50 @@ def plot_ap_vs_latency(df: pd.DataFrame, profile: str | None = None) -> Figure:
         xs, ys, labels, pub = [], [], [], []
         for v in vars_:
             rows = tr[(tr["detector"] == det) & (tr["variant"] == v)]
-            done = rows[(rows["status"] == "done") & rows["AP"].notna() & rows["latency_ms"].notna()]
+            done = rows[
+                (rows["status"] == "done") & rows["AP"].notna() & rows["latency_ms"].notna()
+            ]
             if done.empty:
                 has_ap = rows[(rows["status"] == "done") & rows["AP"].notna()]
                 why = "no latency" if len(has_ap) else _why_missing(rows, "AP")
                 missing.append(f"{DETECTOR_NAMES.get(det, det)} {VARIANT_NAMES.get(v, v)} ({why})")
                 continue
             if len(done) > 1:
-                ax.scatter(done["latency_ms"], done["AP"], s=12, color=color, alpha=0.25, linewidths=0, zorder=2)
+                ax.scatter(
+                    done["latency_ms"],
+                    done["AP"],
+                    s=12,
+                    color=color,
+                    alpha=0.25,
+                    linewidths=0,
+                    zorder=2,
+                )
             x, y = float(done["latency_ms"].median()), float(done["AP"].mean())
             xs.append(x)
             ys.append(y)
             labels.append(VARIANT_NAMES.get(v, v))
             if len(done) > 1:
-                ax.errorbar(x, y, yerr=float(done["AP"].std(ddof=1)), color=color, capsize=3, lw=1, zorder=3)
+                ax.errorbar(
+                    x, y, yerr=float(done["AP"].std(ddof=1)), color=color, capsize=3, lw=1, zorder=3
+                )
             if prof in PUBLISHED_PROFILES and (det, v) in PUBLISHED_AP:
                 pub.append((x, PUBLISHED_AP[(det, v)]))
         if not xs:
             continue
         drawn += len(xs)
-        ax.plot(xs, ys, "-o", color=color, lw=1.8, ms=6, label=DETECTOR_NAMES.get(det, det), zorder=4)
+        ax.plot(
+            xs, ys, "-o", color=color, lw=1.8, ms=6, label=DETECTOR_NAMES.get(det, det), zorder=4
+        )
         for k, (x, y, lab) in enumerate(zip(xs, ys, labels)):
             # Alternate above/below so that neighbouring variants do not overprint.
-            ax.annotate(lab, (x, y), xytext=(6, 5 if k % 2 == 0 else -11), textcoords="offset points",
-                        fontsize=8, color=color)
+            ax.annotate(
+                lab,
+                (x, y),
+                xytext=(6, 5 if k % 2 == 0 else -11),
+                textcoords="offset points",
+                fontsize=8,
+                color=color,
+            )
         if pub:
             px, py = zip(*pub)
             ax.plot(px, py, "--o", color=color, mfc="white", lw=1, ms=5, alpha=0.8, zorder=3,
@@ -187,19 +212,26 @@ def plot_ap_gain_by_size(df: pd.DataFrame, profile: str | None = None) -> Figure
         ax.axhline(0, color="black", lw=0.6)
         ax.set_xlim(-0.6, len(others) - 0.4)
         ax.set_xticks(range(len(others)), [VARIANT_NAMES.get(v, v) for v in others], fontsize=8)
-        ax.set_title(DETECTOR_NAMES.get(det, det), fontsize=10, color=DETECTOR_COLORS.get(det, "black"))
+        ax.set_title(
+            DETECTOR_NAMES.get(det, det), fontsize=10, color=DETECTOR_COLORS.get(det, "black")
+        )
         ax.grid(True, axis="y", alpha=0.3)
     axes[0].set_ylabel("AP gain over baseline (points)")
     handles, labels = axes[0].get_legend_handles_labels()
     if handles:
         fig.legend(handles, labels, loc="outside upper right", ncols=4, fontsize=8, frameon=False)
-    fig.suptitle(f"Where the gain comes from: AP by object size — profile {prof}", fontsize=11, x=0.01, ha="left")
+    fig.suptitle(
+        f"Where the gain comes from: AP by object size — profile {prof}",
+        fontsize=11,
+        x=0.01,
+        ha="left",
+    )
     _missing_note(fig, missing)
     return fig
 
 
 def plot_error_deltas(df: pd.DataFrame, profile: str | None = None) -> Figure:
-    """TIDE error deltas of each variant against its detector's baseline (reports/errors.py).
+    """TIDE error deltas of each variant against its detector's baseline (reports/breakdown.py).
 
     Per detector, one group of bars per error type (Cls, Loc, Both, Dupe, Bkg, Miss, then the
     FP and FN summaries), one bar per variant: the variant's dAP minus the baseline's. Below
@@ -220,27 +252,42 @@ def plot_error_deltas(df: pd.DataFrame, profile: str | None = None) -> Figure:
             if dv.empty:
                 continue
             x = np.arange(len(ERRORS)) + (j - (len(others) - 1) / 2) * width
-            ax.bar(x, [dv.get(e, np.nan) for e in ERRORS], width, color=VARIANT_COLORS[j % len(VARIANT_COLORS)],
-                   label=VARIANT_NAMES.get(v, v) if det == dets[0] else None)
+            ax.bar(
+                x,
+                [dv.get(e, np.nan) for e in ERRORS],
+                width,
+                color=VARIANT_COLORS[j % len(VARIANT_COLORS)],
+                label=VARIANT_NAMES.get(v, v) if det == dets[0] else None,
+            )
         if dd.empty:
             ax.text(0.5, 0.5, "no error analysis", ha="center", va="center", transform=ax.transAxes,
                     fontsize=9, color=MISSING_COLOR)
         ax.axhline(0, color="black", lw=0.6)
         ax.axvline(len(ERRORS) - 2.5, color="#bbbbbb", lw=0.8, ls=":")  # main errors | FP, FN
         ax.set_xticks(range(len(ERRORS)), list(ERRORS), fontsize=8)
-        ax.set_title(DETECTOR_NAMES.get(det, det), fontsize=10, color=DETECTOR_COLORS.get(det, "black"))
+        ax.set_title(
+            DETECTOR_NAMES.get(det, det), fontsize=10, color=DETECTOR_COLORS.get(det, "black")
+        )
         ax.grid(True, axis="y", alpha=0.3)
     axes[0].set_ylabel("dAP variant − baseline (points)")
     handles, labels = axes[0].get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, loc="outside upper right", ncols=len(labels), fontsize=8, frameon=False)
-    fig.suptitle(f"Which errors change: TIDE dAP against the baseline, below 0 = fewer — profile {prof}",
-                 fontsize=11, x=0.01, ha="left")
+        fig.legend(
+            handles, labels, loc="outside upper right", ncols=len(labels), fontsize=8, frameon=False
+        )
+    fig.suptitle(
+        f"Which errors change: TIDE dAP against the baseline, below 0 = fewer — profile {prof}",
+        fontsize=11,
+        x=0.01,
+        ha="left",
+    )
     _missing_note(fig, missing)
     return fig
 
 
-def plot_training_curves(df: pd.DataFrame, results_dir: str | os.PathLike[str], profile: str | None = None) -> Figure:
+def plot_training_curves(
+    df: pd.DataFrame, results_dir: str | os.PathLike[str], profile: str | None = None
+) -> Figure:
     """Training loss versus iteration (and bbox AP per evaluation) per cell: small multiples.
 
     Rows = detectors, columns = variants; one thin line per seed, the COCO AP of
@@ -263,7 +310,10 @@ def plot_training_curves(df: pd.DataFrame, results_dir: str | os.PathLike[str], 
             if cur["ap"]:
                 ap_lines.append(np.column_stack([cur["eval_step"], np.asarray(cur["ap"]) * 100]))
         curves[(str(det), str(v))] = (loss_lines, ap_lines)
-    ap_top = max((float(np.nanmax(a[:, 1])) for _l, aps in curves.values() for a in aps if a.size), default=0.0)
+    ap_top = max(
+        (float(np.nanmax(a[:, 1])) for _l, aps in curves.values() for a in aps if a.size),
+        default=0.0,
+    )
     ap_top = ap_top * 1.08 if ap_top > 0 else 1.0
 
     # A fixed grid (constrained layout costs seconds with this many axes), and the AP
@@ -271,7 +321,9 @@ def plot_training_curves(df: pd.DataFrame, results_dir: str | os.PathLike[str], 
     # axis per panel: a third of the axes to lay out and draw.
     height = 2.3 * len(dets) + 0.8
     fig = _figure(14.0, height, layout=None)
-    fig.subplots_adjust(left=0.06, right=0.95, top=1 - 0.55 / height, bottom=0.5 / height, wspace=0.12, hspace=0.12)
+    fig.subplots_adjust(
+        left=0.06, right=0.95, top=1 - 0.55 / height, bottom=0.5 / height, wspace=0.12, hspace=0.12
+    )
     axes = fig.subplots(len(dets), len(vars_), sharex=True, sharey="row", squeeze=False)
     any_ap = False
     for r, det in enumerate(dets):
@@ -294,22 +346,42 @@ def plot_training_curves(df: pd.DataFrame, results_dir: str | os.PathLike[str], 
             alpha = 0.9 if len(rows) <= 1 else max(0.15, 0.9 / np.sqrt(len(rows)))
             if loss_lines:
                 # one artist per panel, however many seeds: 100 seeds x 15 cells stays fast
-                ax.add_collection(LineCollection(loss_lines, colors=color, linewidths=0.8, alpha=alpha))
+                ax.add_collection(
+                    LineCollection(loss_lines, colors=color, linewidths=0.8, alpha=alpha)
+                )
                 ax.autoscale_view()
             if ap_lines:
                 row_ap.append((ax, ap_lines, min(1.0, alpha + 0.1)))
             bad = [s for s in rows["status"] if s in URGENCY]
             if not loss_lines and not ap_lines:
                 why = "not run" if rows.empty else (bad[0] if bad else "no scalars.json")
-                ax.text(0.5, 0.5, STATUS_TEXT.get(why, why), ha="center", va="center", transform=ax.transAxes,
-                        fontsize=10, color=FAILED_COLOR if why == "failed" else MISSING_COLOR)
+                ax.text(
+                    0.5,
+                    0.5,
+                    STATUS_TEXT.get(why, why),
+                    ha="center",
+                    va="center",
+                    transform=ax.transAxes,
+                    fontsize=10,
+                    color=FAILED_COLOR if why == "failed" else MISSING_COLOR,
+                )
             elif bad:
-                label = ", ".join(f"{bad.count(s)} {STATUS_TEXT.get(s, s)}" for s in dict.fromkeys(bad))
+                label = ", ".join(
+                    f"{bad.count(s)} {STATUS_TEXT.get(s, s)}" for s in dict.fromkeys(bad)
+                )
                 ax.text(0.97, 0.95, label, ha="right", va="top", transform=ax.transAxes, fontsize=8,
                         color=FAILED_COLOR if "failed" in bad else MISSING_COLOR)
             if len(rows) > 1 and loss_lines:
-                ax.text(0.97, 0.05, f"{len(rows)} seeds", ha="right", va="bottom", transform=ax.transAxes,
-                        fontsize=7, color="#555555")
+                ax.text(
+                    0.97,
+                    0.05,
+                    f"{len(rows)} seeds",
+                    ha="right",
+                    va="bottom",
+                    transform=ax.transAxes,
+                    fontsize=7,
+                    color="#555555",
+                )
         if not row_ap:
             continue
         any_ap = True
@@ -326,7 +398,9 @@ def plot_training_curves(df: pd.DataFrame, results_dir: str | os.PathLike[str], 
 
         for ax, ap_lines, a in row_ap:
             mapped = [np.column_stack([x[:, 0], to_loss(x[:, 1])]) for x in ap_lines]
-            ax.add_collection(LineCollection(mapped, colors="#ff7f0e", linewidths=1, alpha=a), autolim=False)
+            ax.add_collection(
+                LineCollection(mapped, colors="#ff7f0e", linewidths=1, alpha=a), autolim=False
+            )
             pts = np.concatenate(mapped)
             ax.scatter(pts[:, 0], pts[:, 1], s=7, color="#ff7f0e", alpha=a, linewidths=0)
         axes[r][0].set_ylim(lo, hi)

@@ -47,7 +47,7 @@ TIDE_COLUMNS: tuple[str, ...] = tuple(f"tide_{k}" for k in ("AP", *MAIN_ERRORS, 
 TIDE_COUNT_COLUMNS: tuple[str, ...] = tuple(f"tide_n_{k}" for k in MAIN_ERRORS)
 
 #: How a row's latency was measured (``latency_protocol``): a local sweep's cells timed together
-#: after training (bench/timing.py), or each job timing itself on its own device.
+#: after training (bench/run/timing.py), or each job timing itself on its own device.
 LATENCY_INTERLEAVED = "interleaved"
 LATENCY_PER_JOB = "per-job"
 
@@ -79,7 +79,9 @@ URGENCY: tuple[str, ...] = ("failed", "running", "requeued", "pending", "cancell
 def check_status(status: str) -> str:
     """``status`` if the schema knows it; the writer calls this before anything reaches disk."""
     if status not in STATUSES:
-        raise ValueError(f"unknown cell status {status!r} (the schema knows: {', '.join(STATUSES)})")
+        raise ValueError(
+            f"unknown cell status {status!r} (the schema knows: {', '.join(STATUSES)})"
+        )
     return status
 
 
@@ -159,3 +161,14 @@ def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
 
 def atomic_write_json(path: str | os.PathLike, data: Any) -> Path:
     return atomic_write(path, json.dumps(data, indent=1, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: str | os.PathLike, required: bool = False) -> Any:
+    """A JSON file's content. A file that is absent or not (yet) JSON reads as None: rows and
+    progress files are read while jobs write them. ``required``: it raises instead."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        if required:
+            raise
+        return None

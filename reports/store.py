@@ -3,7 +3,7 @@
 Reports depend on the store and nothing else (benchopt's rule), so this module
 imports no part of ``bench`` or ``sepc`` (only the matrix's data, for labels and
 order): a copied results folder is enough to rebuild every table and plot.
-``bench.results.load`` re-exports :func:`read_results`.
+``bench.load`` is the harness's name for :func:`read_results`.
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ VARIANT_NAMES: dict[str, str] = {k: v.label for k, v in MATRIX_VARIANTS.items()}
 def grid(found: Any, kind: str) -> list[str]:
     """Rows (``kind="detector"``) or columns (``"variant"``) of a table: the paper's, then the
     matrix's others present in ``found``, then unknown names, sorted."""
-    paper, order = (PAPER_DETECTORS, DETECTORS) if kind == "detector" else (PAPER_VARIANTS, VARIANTS)
+    paper, order = (
+        (PAPER_DETECTORS, DETECTORS) if kind == "detector" else (PAPER_VARIANTS, VARIANTS)
+    )
     names = {str(v) for v in found if isinstance(v, str)}
     return [*paper, *(n for n in order if n in names and n not in paper),
             *sorted(names - set(order))]
@@ -63,7 +65,9 @@ def _coerce(df: pd.DataFrame) -> pd.DataFrame:
             df[col] = num.astype("Int64") if (whole == whole.round()).all() else num
         else:
             # Strings stay strings; anything else (a list, a dict) is stored as JSON text.
-            df[col] = s.map(lambda v: v if isinstance(v, str) or _isna(v) else json.dumps(v)).astype(object)
+            df[col] = s.map(
+                lambda v: v if isinstance(v, str) or _isna(v) else json.dumps(v)
+            ).astype(object)
     return df
 
 
@@ -139,7 +143,9 @@ def read_scalars(cell_dir: str | os.PathLike[str]) -> pd.DataFrame:
     return pd.DataFrame.from_records(rows)
 
 
-def read_log_tail(path: str | os.PathLike[str], lines: int = 20, max_bytes: int = 64_000) -> str | None:
+def read_log_tail(
+    path: str | os.PathLike[str], lines: int = 20, max_bytes: int = 64_000
+) -> str | None:
     """Last ``lines`` lines of a (possibly huge) log, reading only its end."""
     try:
         with open(path, "rb") as fh:
@@ -153,7 +159,9 @@ def read_log_tail(path: str | os.PathLike[str], lines: int = 20, max_bytes: int 
     return "\n".join(text.splitlines()[-lines:])
 
 
-def read_curves(cell_dir: str | os.PathLike[str], metric: str = "coco/bbox_mAP") -> dict[str, list[float]]:
+def read_curves(
+    cell_dir: str | os.PathLike[str], metric: str = "coco/bbox_mAP"
+) -> dict[str, list[float]]:
     """Loss per iteration and ``metric`` per evaluation from one cell's scalars.json.
 
     Plain lists, no DataFrame: the curves plot reads one file per cell and a
@@ -183,10 +191,18 @@ def read_curves(cell_dir: str | os.PathLike[str], metric: str = "coco/bbox_mAP")
                 loss_step.append(step)
                 loss.append(float(rec["loss"]))
                 if isinstance(rec.get("epoch"), (int, float)):
-                    epoch_end[float(rec["epoch"])] = max(step, epoch_end.get(float(rec["epoch"]), step))
+                    epoch_end[float(rec["epoch"])] = max(
+                        step, epoch_end.get(float(rec["epoch"]), step)
+                    )
             elif isinstance(rec.get(metric), (int, float)):
                 eval_step.append(step)
                 ap.append(float(rec[metric]))
-    if epoch_end and eval_step and loss_step and max(eval_step) <= max(epoch_end) and max(eval_step) < max(loss_step) / 2:
+    if (
+        epoch_end
+        and eval_step
+        and loss_step
+        and max(eval_step) <= max(epoch_end)
+        and max(eval_step) < max(loss_step) / 2
+    ):
         eval_step = [epoch_end.get(e, math.nan) for e in eval_step]
     return {"loss_step": loss_step, "loss": loss, "eval_step": eval_step, "ap": ap}

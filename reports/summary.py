@@ -185,7 +185,7 @@ def render_summary_text(lines: list[Headline]) -> str:
     """The headlines for the terminal, after the table."""
     if not lines:
         return ""
-    from reports.published import confirmable_lines
+    from reports.comparable import confirmable_lines
 
     spreads = dict.fromkeys(h.spread for h in lines if h.spread is not None)
     noise = "".join(f"Training noise of one seed: {s.describe()}.\n" for s in spreads)

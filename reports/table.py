@@ -20,14 +20,20 @@ from __future__ import annotations
 import io
 import math
 import re
-from dataclasses import dataclass, field, replace
 from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from reports.published import LATENCY_NOTE, NOT_PRINTED, PROFILE_NOTES, PUBLISHED_AP, PUBLISHED_PROFILES
+from reports.comparable import (
+    LATENCY_NOTE,
+    NOT_PRINTED,
+    PROFILE_NOTES,
+    PUBLISHED_AP,
+    PUBLISHED_PROFILES,
+)
 from reports.schema import LATENCY_INTERLEAVED, LATENCY_PER_JOB, STATUSES, URGENCY
 from reports.store import DETECTOR_NAMES, METRICS, VARIANT_NAMES, grid
 from reports.summary import paired_ratios
@@ -54,10 +60,12 @@ ROW_RELEASED_VS_PUBLISHED = "released − pub."
 SIGNIFICANT = "†"
 #: What each ``latency_protocol`` of the store means (docs/results-schema.md).
 LATENCY_PROTOCOLS: dict[str, str] = {
-    LATENCY_INTERLEAVED: "Latency (interleaved): the cells of a detector timed together after the sweep's training, "
-                   "round-robin on one core with nothing else training; the percentage over the baseline is the "
-                   "median of the per-round ratios (p10–p90 of the rounds in the details)",
-    LATENCY_PER_JOB: "Latency (per-job): each cell's own job timed its model on its own device after training",
+    LATENCY_INTERLEAVED: "Latency (interleaved): the cells of a detector timed together after "
+                         "the sweep's training, round-robin on one core with nothing else "
+                         "training; the percentage over the baseline is the median of the "
+                         "per-round ratios (p10–p90 of the rounds in the details)",
+    LATENCY_PER_JOB: "Latency (per-job): each cell's own job timed its model on its own device "
+                     "after training",
 }
 
 
@@ -108,7 +116,9 @@ def entry_parts(e: Entry) -> Parts:
         main += f" ± {e.std:.2f}"
     delta = ""
     if e.delta is not None:
-        delta = f"({_signed(e.delta, e.digits, e.delta_unit)}{SIGNIFICANT if e.significant else ''})"
+        delta = (
+            f"({_signed(e.delta, e.digits, e.delta_unit)}{SIGNIFICANT if e.significant else ''})"
+        )
     return Parts(main, delta, f"n={e.n}" if seeds else "", f"[{e.note}]" if e.note else "",
                  e.delta is not None and _rounded(e.delta, e.digits) < 0)
 
@@ -139,7 +149,8 @@ class Block:
 
     @property
     def states(self) -> pd.DataFrame:
-        """Each entry's state: ``value``, ``partial``, ``reference``, ``failed``, ``missing``, ..."""
+        """Each entry's state: ``value``, ``partial``, ``reference``, ``failed``, ``missing``,
+        ..."""
         return self.entries.map(lambda e: e.state)
 
 
@@ -252,7 +263,8 @@ class _Cell:
 
     @property
     def status(self) -> str:
-        """``done``; ``partial`` when some seeds finished and others did not; else the most urgent."""
+        """``done``; ``partial`` when some seeds finished and others did not; else the most
+        urgent."""
         if self.counts.get("done"):
             return "partial" if self.others() else "done"
         for s in _STATUS_PRIORITY:
@@ -285,7 +297,9 @@ def _cells(df: pd.DataFrame) -> dict[tuple[str, str, str], _Cell]:
     out: dict[tuple[str, str, str], _Cell] = {}
     if df.empty:
         return out
-    num = np.column_stack([pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float) for c in _NUMERIC])
+    num = np.column_stack(
+        [pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float) for c in _NUMERIC]
+    )
     status = df["status"].astype(str).to_numpy()
     done = status == "done"
     keys = df[["detector", "variant", "source"]].astype(str)
@@ -309,8 +323,9 @@ def profiles(df: pd.DataFrame) -> list[str]:
     return [*first, *sorted(found - set(first))]
 
 
-def build_tables(df: pd.DataFrame,
-                 claims: Mapping[str, Mapping[tuple[str, str], Any]] | None = None) -> list[TableModel]:
+def build_tables(
+    df: pd.DataFrame, claims: Mapping[str, Mapping[tuple[str, str], Any]] | None = None
+) -> list[TableModel]:
     """One :class:`TableModel` per profile in ``df`` (an empty store gives one empty table);
     ``claims``: per profile, the summary's AP findings (see :func:`build_table`)."""
     profs = profiles(df)
@@ -349,20 +364,40 @@ def _blocks(published: bool, paper_latency: bool) -> list[tuple[str, str, list[_
                _Row(ROW_VS_PUBLISHED, "AP_minus_published", kind="vs published", of=ROW_OURS),
                _Row(ROW_RELEASED_VS_PUBLISHED, "released_AP_minus_published", source="released",
                     kind="vs published", of=ROW_RELEASED)]
-    timed = [("model step", "latency")] + ([("paper protocol", "latency_paper")] if paper_latency else [])
-    latency = [_Row(label, f"{col}_ms", f"{col}_pct", unit="ms", delta_unit="%") for label, col in timed]
-    latency += [_Row(f"{ROW_RELEASED}: {r.label}", f"released_{r.value}", f"released_{r.delta}", source="released",
-                     unit="ms", delta_unit="%") for r in list(latency)]
+    timed = [("model step", "latency")] + (
+        [("paper protocol", "latency_paper")] if paper_latency else []
+    )
+    latency = [
+        _Row(label, f"{col}_ms", f"{col}_pct", unit="ms", delta_unit="%") for label, col in timed
+    ]
+    latency += [
+        _Row(
+            f"{ROW_RELEASED}: {r.label}",
+            f"released_{r.value}",
+            f"released_{r.delta}",
+            source="released",
+            unit="ms",
+            delta_unit="%",
+        )
+        for r in list(latency)
+    ]
     cost = [_Row("params (M)", "params_M", "params_M_delta", digits=0),
             _Row("FLOPs (G)", "flops_G", "flops_G_delta", digits=0)]
-    return [("ap", "COCO box AP (difference to the detector's baseline)", ap),
-            ("latency", "Latency, median over seeds (percentage over the baseline; paired per round when timed "
-                        "interleaved)", latency),
-            ("cost", "Parameters (M) and FLOPs (G) of one forward (difference to the baseline)", cost)]
+    return [
+        ("ap", "COCO box AP (difference to the detector's baseline)", ap),
+        (
+            "latency",
+            "Latency, median over seeds (percentage over the baseline; paired per round when timed "
+            "interleaved)",
+            latency,
+        ),
+        ("cost", "Parameters (M) and FLOPs (G) of one forward (difference to the baseline)", cost),
+    ]
 
 
 def _entry(row: _Row, rec: dict[str, Any], cell: _Cell | None, of: Entry | None) -> Entry:
-    """The entry of ``row`` for the detector x variant of ``rec``; ``of``: that of the row ``row.of``."""
+    """The entry of ``row`` for the detector x variant of ``rec``; ``of``: that of the row
+    ``row.of``."""
     value = _num(rec[row.value])
     delta = _num(rec[row.delta]) if row.delta and rec["variant"] != "baseline" else None
     if row.kind == "published":
@@ -386,8 +421,12 @@ def _entry(row: _Row, rec: dict[str, Any], cell: _Cell | None, of: Entry | None)
         e = replace(e, state="partial" if note else "value", n=n, note=note,
                     std=cell.std(row.seeds) if n >= 2 else None)
     if row.interval and delta is not None:
-        e = replace(e, delta_lo=_num(rec[f"{row.delta}_low"]), delta_hi=_num(rec[f"{row.delta}_high"]),
-                    significant=rec[f"{row.delta}_significant"] is True)
+        e = replace(
+            e,
+            delta_lo=_num(rec[f"{row.delta}_low"]),
+            delta_hi=_num(rec[f"{row.delta}_high"]),
+            significant=rec[f"{row.delta}_significant"] is True,
+        )
     return e
 
 
@@ -400,9 +439,15 @@ def _pct(x: float, base: float) -> float:
     return (x / base - 1) * 100 if base > 0 else np.nan
 
 
-def _record(d: str, v: str, profile: str, cells: dict[tuple[str, str, str], _Cell],
-            intervals: dict[tuple[str, str], tuple[float, float, bool]], timed_together: dict[Any, pd.DataFrame],
-            published: bool) -> dict[str, Any]:
+def _record(
+    d: str,
+    v: str,
+    profile: str,
+    cells: dict[tuple[str, str, str], _Cell],
+    intervals: dict[tuple[str, str], tuple[float, float, bool]],
+    timed_together: dict[Any, pd.DataFrame],
+    published: bool,
+) -> dict[str, Any]:
     """The numbers of one detector x variant: a row of ``TableModel.numeric`` (and of table.csv)."""
     c, base = cells.get((d, v, "trained")), cells.get((d, "baseline", "trained"))
     r, base_rel = cells.get((d, v, "released")), cells.get((d, "baseline", "released"))
@@ -431,7 +476,11 @@ def _record(d: str, v: str, profile: str, cells: dict[tuple[str, str, str], _Cel
     rec["latency_pct"] = _pct(lat, _median(base, "latency_ms"))
     # Timed in the same interleaved rounds: the median of the per-round ratios, which a
     # load change between rounds cannot move as it moves the two medians.
-    ratios = paired_ratios(timed_together.get((d, v), _NONE), timed_together.get((d, "baseline"), _NONE)) if c and base else []
+    ratios = (
+        paired_ratios(timed_together.get((d, v), _NONE), timed_together.get((d, "baseline"), _NONE))
+        if c and base
+        else []
+    )
     rec["latency_pct_paired"] = bool(ratios)
     if ratios:
         rec["latency_pct"] = (float(np.median(ratios)) - 1) * 100
@@ -443,13 +492,17 @@ def _record(d: str, v: str, profile: str, cells: dict[tuple[str, str, str], _Cel
     rec["wall_s"] = c.mean("wall_s") if c else np.nan
     rec["released_status"] = r.status if r else "not run"
     rec["released_AP"] = r.mean("AP") if r else np.nan
-    rec["released_AP_delta"] = (rec["released_AP"] - base_rel.mean("AP")) if (r and base_rel) else np.nan
+    rec["released_AP_delta"] = (
+        (rec["released_AP"] - base_rel.mean("AP")) if (r and base_rel) else np.nan
+    )
     for col in ("latency_ms", "latency_paper_ms"):
         rec[f"released_{col}"] = val = _median(r, col)
         rec[f"released_{col[:-3]}_pct"] = _pct(val, _median(base_rel, col))
     pub = PUBLISHED_AP.get((d, v), np.nan) if published else np.nan
     rec["published_AP"] = pub
-    rec["published_AP_delta"] = pub - PUBLISHED_AP.get((d, "baseline"), np.nan) if published else np.nan
+    rec["published_AP_delta"] = (
+        pub - PUBLISHED_AP.get((d, "baseline"), np.nan) if published else np.nan
+    )
     rec["published_note"] = NOT_PRINTED[(d, v)][1] if published and (d, v) in NOT_PRINTED else ""
     rec["AP_minus_published"] = rec["AP"] - pub
     rec["released_AP_minus_published"] = rec["released_AP"] - pub
@@ -472,13 +525,20 @@ def build_table(df: pd.DataFrame, profile: str | None = None,
     cells = _cells(df)
     done_trained = df[(df["source"] == "trained") & (df["status"] == "done")]
     intervals, failed = _delta_intervals(claims)
-    timed_together = dict(iter(done_trained.groupby(["detector", "variant"], sort=False))) if "latency_group" in df else {}
+    timed_together = (
+        dict(iter(done_trained.groupby(["detector", "variant"], sort=False)))
+        if "latency_group" in df
+        else {}
+    )
     has_released = {d for (d, _v, s) in cells if s == "released"}
     published = profile in PUBLISHED_PROFILES
     records = {(d, v): _record(d, v, profile, cells, intervals, timed_together, published)
                for d in detectors for v in variants}
     numeric = pd.DataFrame.from_records(list(records.values()))
-    paper_latency = bool(numeric["latency_paper_ms"].notna().any() or numeric["released_latency_paper_ms"].notna().any())
+    paper_latency = bool(
+        numeric["latency_paper_ms"].notna().any()
+        or numeric["released_latency_paper_ms"].notna().any()
+    )
 
     # One loop for every block: a detector's rows, each variant's entry read off its record.
     blocks: list[Block] = []
@@ -492,19 +552,37 @@ def build_table(df: pd.DataFrame, profile: str | None = None,
                                                    made.get((d, v, r.of)))
                 index.append((DETECTOR_NAMES.get(d, d), r.label))
                 values.append([made[(d, v, r.label)] for v in variants])
-        blocks.append(Block(key, title, pd.DataFrame(values, columns=[VARIANT_NAMES.get(v, v) for v in variants],
-                                                     index=pd.MultiIndex.from_tuples(index, names=["Detector", "Row"]),
-                                                     dtype=object)))
+        blocks.append(
+            Block(
+                key,
+                title,
+                pd.DataFrame(
+                    values,
+                    columns=[VARIANT_NAMES.get(v, v) for v in variants],
+                    index=pd.MultiIndex.from_tuples(index, names=["Detector", "Row"]),
+                    dtype=object,
+                ),
+            )
+        )
     partial = any(e.state == "partial" for b in blocks for e in b.entries.to_numpy().ravel())
     footnotes = _footnotes(profile, df, numeric, detectors, variants, bool(has_released), partial)
     if failed:
-        footnotes.append(f"The interval could not be computed for {'; '.join(failed)}: no difference "
-                         "is marked there.")
+        footnotes.append(
+            f"The interval could not be computed for {'; '.join(failed)}: no difference "
+            "is marked there."
+        )
     return TableModel(profile=profile, blocks=blocks, numeric=numeric, footnotes=footnotes)
 
 
-def _footnotes(profile: str, df: pd.DataFrame, numeric: pd.DataFrame,
-               detectors: list[str], variants: list[str], has_released: bool, any_partial: bool) -> list[str]:
+def _footnotes(
+    profile: str,
+    df: pd.DataFrame,
+    numeric: pd.DataFrame,
+    detectors: list[str],
+    variants: list[str],
+    has_released: bool,
+    any_partial: bool,
+) -> list[str]:
     """What a reader needs to read the table: the profile, the spread, the protocols, the marks."""
     published = profile in PUBLISHED_PROFILES
     any_interval = numeric["AP_delta_significant"].notna().any()
@@ -512,28 +590,48 @@ def _footnotes(profile: str, df: pd.DataFrame, numeric: pd.DataFrame,
     if profile in PROFILE_NOTES:
         notes.append(PROFILE_NOTES[profile] + ".")
     if (numeric["n_seeds"] >= 2).any():
-        notes.append("mean ± sample std over seeds, n = number of seeds; differences are differences of means.")
+        notes.append(
+            "mean ± sample std over seeds, n = number of seeds; differences are differences of "
+            "means."
+        )
     if any_interval:
-        notes.append(f"{SIGNIFICANT} the summary claims the difference to the baseline: its 95% interval, "
-                     "training noise and image sampling both, excludes 0 (docs/statistics.md).")
-    protocols = set(df.loc[df["status"] == "done", "latency_protocol"].dropna()) if "latency_protocol" in df else set()
+        notes.append(
+            f"{SIGNIFICANT} the summary claims the difference to the baseline: its 95% interval, "
+            "training noise and image sampling both, excludes 0 (docs/statistics.md)."
+        )
+    protocols = (
+        set(df.loc[df["status"] == "done", "latency_protocol"].dropna())
+        if "latency_protocol" in df
+        else set()
+    )
     for proto in sorted(protocols):
         notes.append(LATENCY_PROTOCOLS.get(proto, f"latency protocol {proto!r}") + ".")
     if any_partial:
-        notes.append("[k failed, ...]: seeds of the cell without a result; the number is over the finished seeds only.")
+        notes.append(
+            "[k failed, ...]: seeds of the cell without a result; the number is over the finished "
+            "seeds only."
+        )
     if published:
         for (d, v), (mark, note) in NOT_PRINTED.items():
             if d in detectors and v in variants:
-                notes.append(f"{mark} {DETECTOR_NAMES.get(d, d)} {VARIANT_NAMES.get(v, v)}, published: {note}.")
+                notes.append(
+                    f"{mark} {DETECTOR_NAMES.get(d, d)} {VARIANT_NAMES.get(v, v)}, "
+                    f"published: {note}."
+                )
         notes.append("published: COCO val2017 box AP, R-50-FPN, 1x (SEPC, CVPR 2020); "
                      "ours − pub.: our AP minus the published AP.")
         notes.append(LATENCY_NOTE + ".")
     if has_released:
-        notes.append("released: the authors' mmdet-1.1 checkpoints, converted and evaluated by this harness "
-                     "with mmdet 1.x's anchors, box coders and NMS (no training); differences to their baseline "
-                     "only where a released baseline exists."
-                     + (" released − pub.: their AP here minus the published AP." if published else ""))
-    notes.append(f"{NOT_RUN} not run (no result); pending/running/requeued: not finished; FAILED/cancelled: see the sweep status.")
+        notes.append(
+            "released: the authors' mmdet-1.1 checkpoints, converted and evaluated by this harness "
+            "with mmdet 1.x's anchors, box coders and NMS (no training); differences to their "
+            "baseline only where a released baseline exists."
+            + (" released − pub.: their AP here minus the published AP." if published else "")
+        )
+    notes.append(
+        f"{NOT_RUN} not run (no result); pending/running/requeued: not finished; "
+        "FAILED/cancelled: see the sweep status."
+    )
     return notes
 
 
@@ -578,7 +676,13 @@ def render_text(model: TableModel) -> str:
 
 
 def _md_escape(s: str) -> str:
-    return s.replace("\\", "\\\\").replace("|", "\\|").replace("*", "\\*").replace("_", "\\_").replace("\n", " ")
+    return (
+        s.replace("\\", "\\\\")
+        .replace("|", "\\|")
+        .replace("*", "\\*")
+        .replace("_", "\\_")
+        .replace("\n", " ")
+    )
 
 
 def render_markdown(model: TableModel) -> str:

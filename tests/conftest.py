@@ -40,7 +40,7 @@ def wait_for(pred, timeout: float, what: str, poll: float = 0.5):
 def coco_1333(tmp_path_factory):
     """A small COCO-layout folder at the paper's image size (1333x800), from the synthetic
     generator: what the paper profile reads, without COCO."""
-    from bench.synthetic import generate
+    from bench.data.synthetic import generate
 
     return generate(tmp_path_factory.mktemp("coco1333") / "coco", n_train=8, n_val=4,
                     image_size=(1333, 800), size_range=(16.0, 500.0), size_jitter=0.1)
@@ -61,11 +61,12 @@ def r50_file(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def smoke_warmstart():
-    """The smoke profile's warm start (bench/warmstart.py), built once per machine (minutes, then
+    """The smoke profile's warm start (bench/run/pretrain.py), built once per machine (minutes, then
     cached): built here, before a slow test's cells (or SLURM jobs) would wait for it."""
-    from bench.warmstart import ensure, threads
+    from bench.plan.settings import load_profile
+    from bench.run.pretrain import ensure
 
-    return ensure("smoke", threads=threads("smoke"))
+    return ensure("smoke", threads=load_profile("smoke").settings.threads)
 
 
 @pytest.fixture(autouse=True)

@@ -3,10 +3,16 @@ import pytest
 import torch
 
 import sepc  # noqa: F401
-from bench.configs import Options, resolve
-from bench.matrix import Cell
-from sepc.checkpoint import (CheckpointConversionError, convert_state_dict, load_mmdet1_checkpoint,
-                             map_mmdet1_key, save_mmdet1_checkpoint)
+from bench.plan.cells import Cell
+from bench.plan.options import Options
+from bench.plan.resolve import resolve
+from sepc.checkpoint import (
+    CheckpointConversionError,
+    convert_state_dict,
+    load_mmdet1_checkpoint,
+    map_mmdet1_key,
+    save_mmdet1_checkpoint,
+)
 
 
 def _model(detector, variant, seed=0):
@@ -15,7 +21,9 @@ def _model(detector, variant, seed=0):
 
     register_all_modules()
     torch.manual_seed(seed)
-    model = MODELS.build(resolve(Cell("smoke", detector, variant), Options(pretrained="none")).model)
+    model = MODELS.build(
+        resolve(Cell("smoke", detector, variant), Options(pretrained="none")).model
+    )
     model.init_weights()
     return model.eval()
 
@@ -51,8 +59,12 @@ def test_mmengine_checkpoint_loads_with_weights_only(tmp_path):
 
 
 def test_old_retinanet_tower_names_are_renamed():
-    assert map_mmdet1_key("module.bbox_head.cls_convs.2.weight") == "bbox_head.cls_convs.2.conv.weight"
-    assert map_mmdet1_key("bbox_head.cls_convs.2.conv.weight") == "bbox_head.cls_convs.2.conv.weight"
+    assert (
+        map_mmdet1_key("module.bbox_head.cls_convs.2.weight") == "bbox_head.cls_convs.2.conv.weight"
+    )
+    assert (
+        map_mmdet1_key("bbox_head.cls_convs.2.conv.weight") == "bbox_head.cls_convs.2.conv.weight"
+    )
     assert map_mmdet1_key("neck.1.Pconvs.0.Pconv.2.conv_offset.bias") == \
         "neck.1.Pconvs.0.Pconv.2.conv_offset.bias"
 

@@ -7,11 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from bench.configs import Options, config_hash, layout, resolve
-from bench.forecast import forecast, schedule_length, steady_iteration_seconds, suggested_time_min
-from bench.matrix import Cell, MatrixError
-from bench.store import CellStore
-from bench.sweep import plan
+from bench.cellstore import CellStore
+from bench.plan import plan
+from bench.plan.cells import Cell, MatrixError
+from bench.plan.config import config_hash
+from bench.plan.layout import layout
+from bench.plan.options import Options
+from bench.plan.resolve import resolve
+from bench.run.pilot import forecast, schedule_length, steady_iteration_seconds, suggested_time_min
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -23,7 +26,7 @@ def bench_cli(*args, env=None):
 
 @pytest.fixture(scope="module")
 def coco(tmp_path_factory):
-    from bench.synthetic import generate
+    from bench.data.synthetic import generate
 
     return generate(tmp_path_factory.mktemp("coco") / "coco", n_train=4, n_val=2,
                     image_size=(96, 64))
@@ -179,7 +182,7 @@ def test_only_rank_0_writes_the_store(tmp_path, monkeypatch):
 def test_write_audit_sees_writes_in_the_cell_folder_only(tmp_path):
     code = f"""
 import json, os, tempfile
-from bench.ddp import WriteAudit
+from bench.run.ddp import WriteAudit
 a = WriteAudit({str(tmp_path / 'cell')!r}).start()
 os.makedirs({str(tmp_path / 'cell' / 'w')!r})
 open({str(tmp_path / 'cell' / 'w' / 'ckpt.pth')!r}, 'wb').close()
@@ -200,8 +203,16 @@ def test_status_shows_the_sweeps_cells_by_default(tmp_path):
     results = tmp_path / "r"
     for var in ("baseline", "sepc"):
         CellStore(results, Cell("smoke", "fsaf", var)).write(status="done", AP=1.0)
-    (results / "sweep.json").write_text(json.dumps({"cells": {
-        k: {"executor": "local", "job_id": "1"} for k in ("fsaf__baseline__s0", "fsaf__sepc__s0")}}))
+    (results / "sweep.json").write_text(
+        json.dumps(
+            {
+                "cells": {
+                    k: {"executor": "local", "job_id": "1"}
+                    for k in ("fsaf__baseline__s0", "fsaf__sepc__s0")
+                }
+            }
+        )
+    )
     proc = bench_cli("status", "--results", str(results), "--json")
     assert [r["cell"] for r in json.loads(proc.stdout)] == ["fsaf__baseline__s0", "fsaf__sepc__s0"]
     proc = bench_cli("status", "--results", str(results), "--json", "--detectors", "fsaf")

@@ -3,8 +3,9 @@ project's configs, trained and run on CPU; each SEPC head computes what mmdet's 
 import pytest
 import torch
 
-from bench.configs import Options, resolve
-from bench.matrix import DETECTORS, VARIANTS, Cell
+from bench.plan.cells import DETECTORS, VARIANTS, Cell
+from bench.plan.options import Options
+from bench.plan.resolve import resolve
 
 CELLS = [(d, v) for d in DETECTORS for v in VARIANTS]
 

@@ -59,7 +59,7 @@ def test_an_exported_smoke_cell_trains_with_mmdets_own_tools(tmp_path):
 
     out = tmp_path / "cfgs"
     # the smoke cells start from the warm start: built (or found) first, as a sweep does
-    subprocess.run([sys.executable, "-m", "bench.warmstart"], cwd=REPO, check=True,
+    subprocess.run([sys.executable, "-m", "bench.run.pretrain"], cwd=REPO, check=True,
                    capture_output=True, timeout=900)
     subprocess.run([sys.executable, "-m", "bench", "config", "--export", str(out), "--profile",
                     "smoke", "--detectors", "fsaf", "--variants", "sepc_lite"], cwd=REPO,
@@ -88,4 +88,4 @@ def test_a_smoke_export_without_its_warm_start_is_a_one_line_error(tmp_path):
                           env={**os.environ, "SEPC_BENCH_CACHE": str(tmp_path / "empty")})
     assert proc.returncode == 2 and not (tmp_path / "c").exists()
     err = proc.stderr.strip().splitlines()[-1]
-    assert err.startswith("error: warm start ") and "python -m bench.warmstart" in err
+    assert err.startswith("error: warm start ") and "python -m bench.run.pretrain" in err

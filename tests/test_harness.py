@@ -6,9 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from bench.configs import Options, config_hash, resolve
-from bench.matrix import Cell, MatrixError, cells, parse_list, parse_seeds, VARIANTS, DETECTORS
-from bench.store import CellStore, atomic_write_json
+from bench.cellstore import CellStore
+from bench.plan.cells import DETECTORS, VARIANTS, Cell, MatrixError, cells, parse_list, parse_seeds
+from bench.plan.config import config_hash
+from bench.plan.options import Options
+from bench.plan.resolve import resolve
+from bench.plan.settings import load_profile
+from reports.schema import atomic_write_json
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -24,9 +28,9 @@ def bench_cli(*args, check=False):
 @pytest.fixture(scope="module")
 def coco_root(tmp_path_factory):
     """A tiny COCO 2017 layout with real-COCO quirks (ids with gaps, crowd, grayscale...)."""
-    from fixtures.coco_quirks import write_quirks_dataset
-
     import shutil
+
+    from fixtures.coco_quirks import write_quirks_dataset
 
     root = write_quirks_dataset(tmp_path_factory.mktemp("coco")).root
     shutil.copytree(root / "val2017", root / "train2017")  # the same images serve as train split
@@ -56,7 +60,9 @@ def test_default_selection_is_the_papers_table_and_all_adds_the_rest():
     assert parse_list("all", VARIANTS, "variant") == [*PAPER_VARIANTS, "sepc_noibn"]
     # a detector's row is the paper's columns plus its own extras: ATSS's published SEPC figure
     # is without iBN, so `--detectors atss` runs that variant too
-    assert [c.key for c in cells("smoke", ["atss"])] == [f"atss__{v}__s0" for v in [*PAPER_VARIANTS, "sepc_noibn"]]
+    assert [c.key for c in cells("smoke", ["atss"])] == [
+        f"atss__{v}__s0" for v in [*PAPER_VARIANTS, "sepc_noibn"]
+    ]
     assert [c.variant for c in cells("smoke", ["fsaf", "atss"])].count("sepc_noibn") == 1
     assert [c.key for c in cells("smoke", ["atss"], ["sepc"])] == ["atss__sepc__s0"]
     every = cells("smoke", parse_list("all", DETECTORS, "detector"),
@@ -169,8 +175,9 @@ def test_a_store_trained_another_way_is_refused_before_anything_runs(tmp_path, c
     from bench.cli import main
 
     results = tmp_path / "r"
+    iters = load_profile("smoke").settings.max_iters  # the profile's own recipe
     CellStore(results, Cell("smoke", "retinanet", "baseline")).write(
-        status="done", train_iters=200, total_batch=4, lr=0.002)
+        status="done", train_iters=iters, total_batch=4, lr=0.002)
     sel = ["--profile", "smoke", "--detectors", "retinanet", "--variants", "baseline",
            "--pretrained", "none", "--results", str(results)]
     assert main(["run", *sel, "--dry-run"]) == 0
@@ -179,7 +186,7 @@ def test_a_store_trained_another_way_is_refused_before_anything_runs(tmp_path, c
         assert main([verb, *sel, "--max-iters", "300", *extra]) == 2, (verb, extra)
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: "), lines
-        assert "retinanet__baseline__s0 (200 iterations, not 300)" in lines[0], lines
+        assert f"retinanet__baseline__s0 ({iters} iterations, not 300)" in lines[0], lines
     assert [p.name for p in (results / "retinanet__baseline__s0").iterdir()] == ["result.json"]
     assert main(["run", *sel, "--max-iters", "300", "--dry-run", "--force"]) == 0
     assert "would run retinanet__baseline__s0" in capsys.readouterr().out
@@ -188,7 +195,7 @@ def test_a_store_trained_another_way_is_refused_before_anything_runs(tmp_path, c
 def test_bad_data_roots(tmp_path, coco_root):
     import shutil
 
-    from bench.data import DataError, open_coco_root
+    from bench.data.coco import DataError, open_coco_root
 
     root = tmp_path / "coco"
     shutil.copytree(coco_root, root)
@@ -239,3 +246,34 @@ def test_load_returns_one_row_per_cell(tmp_path):
     assert (df["profile"] == "smoke").all() and (df["status"] == "done").all()
     assert df["cell_key"].tolist() == ["retinanet__baseline__s0", "retinanet__pconv__s0"]
     assert df["AP50"].isna().all()  # never written: missing, not 0
+
+
+def test_profile_settings_are_parsed_once_with_every_default_and_no_unknown_key():
+    """A profile's bench=dict is a frozen Settings: one place holds each default, a misspelt
+    key (at any depth) is one line naming it, never a silent fall-back to a default."""
+    import dataclasses
+
+    from bench.plan.settings import Settings, parse_settings
+
+    s = parse_settings({"threads": 1, "latency": {"iters": 7}, "pilot": {"latency": {"iters": 2}}},
+                       "profile 'x'")
+    assert s.threads == 1 and s.latency.iters == 7 and s.latency.warmup == 20
+    assert s.pilot.latency.iters == 2 and s.pilot.latency.warmup == 20  # over the profile's
+    assert s.total_batch == Settings().total_batch == 16 and s.slurm.time_min == 60
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.threads = 2
+    for raw, where in (({"treads": 1}, "profile 'x': unknown setting 'treads'"),
+                       ({"latency": {"iter": 1}}, "profile 'x' latency: unknown setting 'iter'"),
+                       ({"slurm": {"time": 1}}, "profile 'x' slurm: unknown setting 'time'"),
+                       ({"pilot": {"slurm": {"qoss": 1}}}, "profile 'x' pilot slurm: unknown"),
+                       ({"warmstart": {"detector": "retinanet", "variant": "baseline",
+                                       "iters": 1, "seeds": 2}},
+                        "profile 'x' warmstart: unknown setting 'seeds'")):
+        with pytest.raises(MatrixError, match=where.replace("(", r"\(")) as err:
+            parse_settings(raw, "profile 'x'")
+        assert len(str(err.value).splitlines()) == 1
+    # every profile parses, its released cells' settings too
+    for name in ("smoke", "paper", "paper-modern"):
+        settings = load_profile(name).settings
+        assert isinstance(settings, Settings)
+    assert load_profile("smoke").settings.threads == 1

@@ -18,7 +18,8 @@ import torch.nn as nn
 
 log = sys.argv[1]
 logger = MMLogger.get_instance("a-runner", log_file=log)  # as a Runner opens its log file
-import bench.executors, bench.job, submitit  # noqa: E401,F401  (the imports that reconfigure)
+# the imports that reconfigure:
+import bench.schedule.slurm, bench.run.job, submitit  # noqa: E401,F401
 
 class Net(BaseModule):
     def __init__(self):

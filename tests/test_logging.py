@@ -37,8 +37,10 @@ def test_curves_reach_tensorboard_and_mlflow(tmp_path):
 
 
 def test_log_is_off_by_default_and_checked(tmp_path):
-    from bench.configs import Options, config_hash, resolve
-    from bench.matrix import Cell
+    from bench.plan.cells import Cell
+    from bench.plan.config import config_hash
+    from bench.plan.options import Options
+    from bench.plan.resolve import resolve
 
     cell = Cell("smoke", "fsaf", "baseline")
     plain, logged = resolve(cell), resolve(cell, Options(log=("tensorboard",)))

@@ -11,8 +11,11 @@ import pytest
 import torch
 
 import sepc  # noqa: F401  (registers the legacy and FSAF pieces)
-from bench.configs import Options, layout, load_profile, resolve
-from bench.matrix import DETECTORS, VARIANTS, Cell, cells
+from bench.plan.cells import DETECTORS, VARIANTS, Cell, cells
+from bench.plan.layout import layout
+from bench.plan.options import Options
+from bench.plan.resolve import resolve
+from bench.plan.settings import load_profile
 from sepc.legacy import LegacyTBLRBBoxCoder
 from sepc.legacy_fsaf import EffectiveAreaAssigner, IoULossTBLR
 
@@ -129,7 +132,9 @@ def _authors_encode(priors, gts):
     h = priors[:, 3] - priors[:, 1] + 1
     t, b = cy - gts[:, 1], gts[:, 3] - cy + 1
     left, right = cx - gts[:, 0], gts[:, 2] - cx + 1
-    return torch.stack([b / h, t / h, left / w, right / w], dim=1)  # (b, t, l, r): top/bottom swapped
+    return torch.stack(
+        [b / h, t / h, left / w, right / w], dim=1
+    )  # (b, t, l, r): top/bottom swapped
 
 
 def _authors_decode(priors, loc, max_shape=None):
@@ -149,7 +154,8 @@ def _authors_decode(priors, loc, max_shape=None):
 def test_legacy_tblr_coder_is_the_authors():
     coder = LegacyTBLRBBoxCoder()
     # By hand: prior [0, 0, 7, 7] has centre (4, 4) and size 8; box [1, 2, 10, 13]:
-    # t = 4 - 2 = 2, b = 13 - 4 + 1 = 10, l = 4 - 1 = 3, r = 10 - 4 + 1 = 7, each / 8, as (b, t, l, r).
+    # t = 4 - 2 = 2, b = 13 - 4 + 1 = 10, l = 4 - 1 = 3, r = 10 - 4 + 1 = 7, each / 8,
+    # as (b, t, l, r).
     prior = torch.tensor([[0.0, 0.0, 7.0, 7.0]])
     box = torch.tensor([[1.0, 2.0, 10.0, 13.0]])
     hand = torch.tensor([[10 / 8, 2 / 8, 3 / 8, 7 / 8]])

@@ -8,9 +8,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from bench import latency, perf
 from bench.cli import build_parser, main
-from bench.matrix import MatrixError
+from bench.plan.cells import MatrixError
+from bench.run import benchmark as perf
+from bench.run import latency
 
 
 def _args(*argv: str):
@@ -50,7 +51,9 @@ def test_interleaved_runs_round_robin_and_drops_warmup():
     # the result row of a cell's model step keeps its rounds, summarised the same way
     row = latency.step_row([5.0, 1.0, 3.0, 2.0, 4.0], torch.zeros(1, 3, 8, 8))
     assert (row["latency_ms"], row["latency_p10_ms"], row["latency_iters"]) == (3.0, s["p10_ms"], 5)
-    assert row["latency_rounds_ms"] == [5.0, 1.0, 3.0, 2.0, 4.0] and row["latency_input"] == "1x3x8x8"
+    assert (
+        row["latency_rounds_ms"] == [5.0, 1.0, 3.0, 2.0, 4.0] and row["latency_input"] == "1x3x8x8"
+    )
 
 
 def test_ratios_to_the_baseline_by_hand():
@@ -94,7 +97,6 @@ def test_fuse_for_inference_keeps_detector_outputs(variant):
 @pytest.mark.slow
 def test_smoke_size_run_writes_json_markdown_and_report(tmp_path):
     from fixtures.results import write_smoke_results
-
     from reports.build import build_report
 
     results = write_smoke_results(tmp_path / "results")

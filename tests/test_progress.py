@@ -1,12 +1,12 @@
-"""What a person watching a local sweep sees (bench/progress.py): the expected time from a
+"""What a person watching a local sweep sees (bench/schedule/progress.py): the expected time from a
 measured step, an ETA that follows what the cells really do, and pending rows."""
 from __future__ import annotations
 
 import pytest
 
-from bench.matrix import Cell
-from bench.progress import (SweepClock, makespan, mark_pending, step_cost, unmark_pending)
-from bench.store import CellStore
+from bench.cellstore import CellStore
+from bench.plan.cells import Cell
+from bench.schedule.progress import SweepClock, makespan, mark_pending, step_cost, unmark_pending
 
 
 def test_makespan_lays_cells_over_the_slots() -> None:

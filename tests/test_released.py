@@ -18,12 +18,18 @@ import torch
 
 import sepc  # noqa: F401
 from bench.cli import main as bench_main
-from bench.configs import Options, resolve
-from bench.matrix import DETECTORS, VARIANTS, Cell, cells
+from bench.plan import plan_cell
+from bench.plan.cells import DETECTORS, VARIANTS, Cell, cells
+from bench.plan.manifest import ManifestError, load_manifest, released_cells
+from bench.plan.options import Options
+from bench.plan.resolve import resolve
+from bench.run.released import load_released
 from reports.schema import METRICS
-from bench.released import ManifestError, load_manifest, load_released, released_cells
-from sepc.checkpoint import CheckpointConversionError, read_mmdet1_checkpoint, \
-    save_mmdet1_checkpoint
+from sepc.checkpoint import (
+    CheckpointConversionError,
+    read_mmdet1_checkpoint,
+    save_mmdet1_checkpoint,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 CELLS = [(c.detector, c.variant) for c in cells("paper")]  # the table the authors released
@@ -110,8 +116,12 @@ def released(tmp_path_factory):
         save_mmdet1_checkpoint(model.state_dict(), ckpts / name, classes=q.classes)
         manifest.setdefault(det, {})[var] = name
         raws[(det, var)], preds[(det, var)] = _run(model, dataset)
-    (ckpts / "released.toml").write_text("".join(
-        f"[{d}]\n" + "".join(f'{v} = "{n}"\n' for v, n in vs.items()) for d, vs in manifest.items()))
+    (ckpts / "released.toml").write_text(
+        "".join(
+            f"[{d}]\n" + "".join(f'{v} = "{n}"\n' for v, n in vs.items())
+            for d, vs in manifest.items()
+        )
+    )
 
     ann = json.loads(q.ann_file.read_text())
     anns = [a for a in ann["annotations"] if a["iscrowd"]]
@@ -177,20 +187,22 @@ def test_every_cell_converts_to_identical_outputs(released):
 
 def test_source_models_score_well_above_zero(released):
     """The AP comparison is not 0 == 0: each source model finds its share of the ground truth."""
-    metrics = _source_metrics(released["cfgs"][("fsaf", "sepc")], released["preds"][("fsaf", "sepc")])
+    metrics = _source_metrics(
+        released["cfgs"][("fsaf", "sepc")], released["preds"][("fsaf", "sepc")]
+    )
     assert metrics["AP"] > 1.0 and metrics["AR100"] > 1.0, metrics
 
 
 def test_released_cell_job_gives_the_source_models_ap(released, tmp_path, monkeypatch):
     """One released cell's job, in this process: converted, evaluated, timed, its row written
     (all 15 through `bench run` as separate jobs: the slow test below)."""
-    from bench.job import CellJob
-    from bench.store import CellStore
+    from bench.cellstore import CellStore
+    from bench.run.job import CellJob
 
     monkeypatch.setenv("SEPC_CELL_DIR", "")
     opts = Options(data_root=str(released["root"]), checkpoints=str(released["ckpts"]))
     cell = Cell("smoke", "freeanchor", "sepc", source="released")
-    row = CellJob(tmp_path / "res", opts)(cell)
+    row = CellJob(tmp_path / "res")(plan_cell(cell, opts))
     assert row == CellStore(tmp_path / "res", cell).read() and row["status"] == "done"
     want = _source_metrics(released["cfgs"][("freeanchor", "sepc")],
                            released["preds"][("freeanchor", "sepc")])
@@ -244,7 +256,7 @@ def test_released_sweep_gives_the_source_models_ap(released, tmp_path):
 def _authors_decode(priors, deltas, max_shape):
     """The release's TBLRCoder.decode (sepc/self_mmdet/core/build_coders.py), written out."""
     out = []
-    for (x1, y1, x2, y2), (b, t, l, r) in zip(priors.tolist(), deltas.tolist()):
+    for (x1, y1, x2, y2), (b, t, l, r) in zip(priors.tolist(), deltas.tolist()):  # noqa: E741
         cx, cy = (x1 + x2 + 1) / 2, (y1 + y2 + 1) / 2
         w, h = x2 - x1 + 1, y2 - y1 + 1
         box = [cx - l * w, cy - t * h, cx + r * w - 1, cy + b * h - 1]
@@ -273,9 +285,9 @@ def test_legacy_tblr_coder_is_the_releases():
 
 
 def test_released_cells_use_mmdet1_conventions(released, tmp_path):
-    from bench.data import DataError
-    from bench.executors import SlurmOptions, slurm_parameters
-    from bench.sweep import plan
+    from bench.data.coco import DataError
+    from bench.plan import plan
+    from bench.schedule.slurm import SlurmOptions, slurm_parameters
 
     opts = Options(data_root=str(released["root"]))
     with pytest.raises(DataError, match="lacks the image folder train2017/"):
@@ -305,9 +317,10 @@ def test_released_cells_use_mmdet1_conventions(released, tmp_path):
     cfg = resolve(Cell("paper", "freeanchor", "ibn", source="released"), opts)
     assert list(cfg.model.bbox_head.bbox_coder.target_stds) == [0.1, 0.1, 0.2, 0.2]
     cell = Cell("paper", "retinanet", "sepc", source="released")
-    params = slurm_parameters(cell, SlurmOptions())
+    params = slurm_parameters(plan_cell(cell, opts), SlurmOptions())
     assert params["gpus_per_node"] == 1 and params["timeout_min"] == 120
-    assert slurm_parameters(Cell("paper", "retinanet", "sepc"), SlurmOptions())["gpus_per_node"] == 4
+    assert slurm_parameters(plan_cell(Cell("paper", "retinanet", "sepc"), full_opts),
+                            SlurmOptions())["gpus_per_node"] == 4
     assert plan([cell], opts)[0].gpus == 1
     assert plan([Cell("paper", "retinanet", "sepc")], full_opts)[0].gpus == 4
 
@@ -373,7 +386,7 @@ def test_compare_names_released_cells(tmp_path):
 
 
 def test_manifest_lookup_order(tmp_path):
-    from bench.released import DEFAULT_MANIFEST, find_manifest
+    from bench.plan.manifest import DEFAULT_MANIFEST, find_manifest
 
     assert find_manifest(tmp_path).path == DEFAULT_MANIFEST
     default = load_manifest(DEFAULT_MANIFEST)
@@ -402,8 +415,10 @@ def test_checkpoint_with_extra_or_missing_keys_names_them(released):
                              r"bbox_head.extra_conv.weight$"):
         _load(released, "retinanet", "ibn", extra)
     missing = {k: v for k, v in state.items() if k != "neck.0.fpn_convs.2.conv.bias"}
-    with pytest.raises(CheckpointConversionError,
-                       match="1 model keys missing from the checkpoint: neck.0.fpn_convs.2.conv.bias"):
+    with pytest.raises(
+        CheckpointConversionError,
+        match="1 model keys missing from the checkpoint: neck.0.fpn_convs.2.conv.bias",
+    ):
         _load(released, "retinanet", "ibn", missing)
     fsaf = read_mmdet1_checkpoint(released["ckpts"] / "fsaf-ibn.pth")
     with pytest.raises(CheckpointConversionError, match=r"shape mismatches: bbox_head.retina_cls"
@@ -431,8 +446,8 @@ def test_variant_mismatch_names_the_keys(released, ckpt, cell, message):
 def test_failed_conversion_fails_its_cell_with_the_message(released, tmp_path, monkeypatch):
     """In the job: the manifest maps a SEPC file to the iBN cell; the cell's row records the
     failure and the keys before any image is read."""
-    from bench.job import CellJob
-    from bench.store import CellStore
+    from bench.cellstore import CellStore
+    from bench.run.job import CellJob
 
     monkeypatch.setenv("SEPC_CELL_DIR", "")
     manifest = tmp_path / "m.toml"
@@ -441,11 +456,12 @@ def test_failed_conversion_fails_its_cell_with_the_message(released, tmp_path, m
                    manifest=str(manifest))
     cell = Cell("smoke", "retinanet", "ibn", source="released")
     with pytest.raises(CheckpointConversionError):
-        CellJob(tmp_path / "res", opts)(cell)
+        CellJob(tmp_path / "res")(plan_cell(cell, opts))
     row = CellStore(tmp_path / "res", cell).read()
     assert row["status"] == "failed" and row["source"] == "released"
-    assert row["error"].startswith("CheckpointConversionError: retinanet-sepc.pth: the checkpoint's "
-                                   "neck is SEPC's"), row["error"]
+    assert row["error"].startswith(
+        "CheckpointConversionError: retinanet-sepc.pth: the checkpoint's neck is SEPC's"
+    ), row["error"]
     assert "conv_offset" in row["error"] and not (CellStore(tmp_path / "res", cell).dir /
                                                    "detections.bbox.json").exists()
 

@@ -24,7 +24,7 @@ from fixtures.results import (
     write_synthetic_results,
 )
 from reports.build import build_report, main
-from reports.published import PUBLISHED_AP
+from reports.comparable import PUBLISHED_AP
 from reports.store import COLUMNS, read_results
 from reports.table import (
     NOT_RUN,

@@ -1,4 +1,5 @@
 """The SLURM path against a real slurmctld (tools/slurm/up.sh starts a local cluster)."""
+import dataclasses
 import json
 import os
 import shutil
@@ -8,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from conftest import require, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -176,7 +178,7 @@ def test_ddp_cell_as_two_tasks_on_cpus_resumes_after_usr2(tmp_path):
     """One smoke cell as 2 SLURM tasks (DDP over gloo): it finishes; evaluation saw every
     validation image once; only rank 0 wrote into the cell's folder; latency was timed on one
     process over unsharded input; USR2 in mid-training checkpoints, requeues and resumes."""
-    from bench.configs import load_profile
+    from bench.plan.settings import load_profile
 
     results = tmp_path / "results"
     out = bench("run", "--executor", "slurm", "--tasks-per-node", "2", "--max-iters", "120",
@@ -194,7 +196,7 @@ def test_ddp_cell_as_two_tasks_on_cpus_resumes_after_usr2(tmp_path):
     n_val = len(json.loads(Path(r["ann_file"]).read_text())["images"])
     assert r["eval_images"] == r["eval_unique_images"] == n_val == 100  # not each rank's half
     assert r["other_rank_writes"] == []  # rank 1 opened nothing for writing in the cell folder
-    lat = load_profile("smoke").settings["latency"]
+    lat = dataclasses.asdict(load_profile("smoke").settings.latency)
     assert r["latency_world_size"] == 1
     assert r["latency_paper_images"] == min(
         n_val, (lat["paper_skip"] + lat["paper_iters"]) * lat["paper_batch"])

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_bootstrap import coco_stats, make_dets, make_gt
 
 from experiments.noise import SeedSpread
 from reports.build import build_report
 from reports.store import read_results
 from reports.summary import NO_DIFFERENCE, Finding, headlines
 from reports.table import normalise
-from test_bootstrap import coco_stats, make_dets, make_gt
 
 #: A seed spread for the one-seed cells below (rule "profile"), as experiments/noise.py states one.
 SPREAD = SeedSpread("smoke", None, {"AP": 0.5}, 30.0, "2026-12-04", "python -m bench spread",
@@ -68,7 +68,11 @@ def lines(store: Path) -> dict:
 def test_claims_only_what_the_interval_supports(lines) -> None:
     assert set(lines) == {"pconv", "ibn", "sepc"}  # every variant against its baseline
     better = lines["pconv"]
-    assert better.ap.resolved and better.ap.lo > 0 and "paired bootstrap over 60 images" in better.ap.method
+    assert (
+        better.ap.resolved
+        and better.ap.lo > 0
+        and "paired bootstrap over 60 images" in better.ap.method
+    )
     assert better.ap.method.startswith("rule profile: the profile's seed spread (0.50 AP)")
     assert better.spread == SPREAD
     assert better.latency.resolved and better.latency.point == pytest.approx(50.0)
@@ -88,9 +92,13 @@ def test_table_latency_is_the_paired_ratio_when_timed_together(store: Path) -> N
     m = build_table(read_results(store))
     fsaf = m.numeric[m.numeric["detector"] == "fsaf"].set_index("variant")
     rec = fsaf.loc["pconv"]
-    assert rec["latency_pct_paired"] and rec["latency_pct"] == pytest.approx(50.0)  # every round 1.5x
+    assert rec["latency_pct_paired"] and rec["latency_pct"] == pytest.approx(
+        50.0
+    )  # every round 1.5x
     sepc = fsaf.loc["sepc"]  # timed apart: ratio of the medians
-    assert not sepc["latency_pct_paired"] and sepc["latency_pct"] == pytest.approx(100 * (30 / 22 - 1))
+    assert not sepc["latency_pct_paired"] and sepc["latency_pct"] == pytest.approx(
+        100 * (30 / 22 - 1)
+    )
     assert any(f.startswith("Latency (interleaved)") for f in m.footnotes)
     assert any(f.startswith("Latency (per-job)") for f in m.footnotes)
 
@@ -140,21 +148,36 @@ def test_report_shows_the_summary(store: Path, capsys) -> None:
     assert html.count('class="finding nodiff"') == 3 and html.count('class="finding error"') == 1
     assert html.count("AP: no claim (") == 2 and "one seed per cell cannot separate" in html
     out = capsys.readouterr().out
-    assert "Summary (a difference only where its interval, training noise and image sampling both" in out
+    assert (
+        "Summary (a difference only where its interval, training noise and image sampling both"
+        in out
+    )
     assert "- FSAF iBN+PConv: AP: no claim (" in out
 
 
 def test_report_says_which_rule_and_which_spread(tmp_path: Path) -> None:
     """A store trained with a recipe experiments/noise.py has a spread for: the one-seed claims
     use it, each says its rule, and the report prints the spread with its command and date."""
-    from bench.configs import load_profile
+    from bench.plan.settings import load_profile
     from experiments import noise
 
-    iters = int(load_profile("smoke").settings["max_iters"])  # the default `make table`'s recipe
+    iters = load_profile("smoke").settings.max_iters  # the default `make table`'s recipe
     gt = make_gt(60, seed=0)
     (tmp_path / "gt.json").write_text(json.dumps(gt))
-    _cell(tmp_path, tmp_path / "gt.json", "baseline", dets=make_dets(gt, 1, sigma=0.2), train_iters=iters)
-    _cell(tmp_path, tmp_path / "gt.json", "pconv", dets=make_dets(gt, 2, sigma=0.02), train_iters=iters)
+    _cell(
+        tmp_path,
+        tmp_path / "gt.json",
+        "baseline",
+        dets=make_dets(gt, 1, sigma=0.2),
+        train_iters=iters,
+    )
+    _cell(
+        tmp_path,
+        tmp_path / "gt.json",
+        "pconv",
+        dets=make_dets(gt, 2, sigma=0.02),
+        train_iters=iters,
+    )
     entry = noise.seed_spread("smoke", iters)
     assert entry is not None, "experiments/noise.py states the smoke profile's spread"
     html = build_report(tmp_path, formats=["html"])["html"].read_text()
@@ -166,4 +189,6 @@ def test_report_says_which_rule_and_which_spread(tmp_path: Path) -> None:
     from reports.compare import recipe_spread
 
     assert recipe_spread([dict(profile="paper", train_iters=500, iters_requested=500)]) is None
-    assert recipe_spread([dict(profile="paper", train_iters=87_900)]) is noise.seed_spread("paper", None)
+    assert recipe_spread([dict(profile="paper", train_iters=87_900)]) is noise.seed_spread(
+        "paper", None
+    )

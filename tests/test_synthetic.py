@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench import synthetic as syn
+from bench.data import synthetic as syn
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = dict(n_train=48, n_val=8, image_size=320, seed=0)
@@ -69,7 +69,9 @@ def test_pycocotools_loads_and_annotations_are_sane(small: Path) -> None:
             assert x + w <= img["width"] and y + h <= img["height"]
             assert 0 < a["area"] <= w * h and a["iscrowd"] == 0
             assert len(a["segmentation"][0]) == 8
-        with Image.open(syn.img_dir(small, split) / coco.imgs[coco.getImgIds()[0]]["file_name"]) as im:
+        with Image.open(
+            syn.img_dir(small, split) / coco.imgs[coco.getImgIds()[0]]["file_name"]
+        ) as im:
             assert im.mode == "RGB"
 
 
@@ -130,10 +132,14 @@ def test_deterministic(tmp_path: Path) -> None:
     a = _tree_digest(syn.generate(tmp_path / "a", **params))
     b = _tree_digest(syn.generate(tmp_path / "b", **params))
     assert a == b and len(a) == 2 + 16  # byte-identical JSON and JPEGs
-    assert (tmp_path / "a" / syn.MANIFEST).read_bytes() == (tmp_path / "b" / syn.MANIFEST).read_bytes()
+    assert (tmp_path / "a" / syn.MANIFEST).read_bytes() == (
+        tmp_path / "b" / syn.MANIFEST
+    ).read_bytes()
     # Parallel generation changes nothing.
     par = {**params, "n_train": 64, "image_size": 64, "size_range": (8, 40)}
-    assert _tree_digest(syn.generate(tmp_path / "p", workers=2, **par)) == _tree_digest(syn.generate(tmp_path / "q", workers=1, **par))
+    assert _tree_digest(syn.generate(tmp_path / "p", workers=2, **par)) == _tree_digest(
+        syn.generate(tmp_path / "q", workers=1, **par)
+    )
     # Image i depends on (seed, split, i) only, not on the split's length.
     c = _tree_digest(syn.generate(tmp_path / "c", **{**params, "n_train": 5}))
     jpgs = [k for k in c if k.startswith("train2017")]
@@ -175,7 +181,9 @@ def test_ensure_dataset_reuses_and_regenerates(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == [".ds.lock", "ds"]  # no temp dirs left
 
 
-def test_interrupted_generation_leaves_old_dataset_intact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupted_generation_leaves_old_dataset_intact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = tmp_path / "ds"
     syn.ensure_dataset(root, **TINY)
     before = _tree_digest(root)
@@ -218,11 +226,21 @@ def test_params_validation() -> None:
     with pytest.raises(ValueError):
         syn.SyntheticParams.build(**{**TINY, "n_classes": 99})
     p = syn.SyntheticParams.build(**{**TINY, "image_size": [64, 48]})
-    assert p.image_size == (64, 48) and p == syn.SyntheticParams.build(**{**TINY, "image_size": (64, 48)})
+    assert p.image_size == (64, 48) and p == syn.SyntheticParams.build(
+        **{**TINY, "image_size": (64, 48)}
+    )
 
 
 def test_fixed_size_and_more_classes(tmp_path: Path) -> None:
-    root = syn.generate(tmp_path / "ds", n_train=6, n_val=1, image_size=(96, 64), size_jitter=0.0, n_classes=6, size_range=(8, 40))
+    root = syn.generate(
+        tmp_path / "ds",
+        n_train=6,
+        n_val=1,
+        image_size=(96, 64),
+        size_jitter=0.0,
+        n_classes=6,
+        size_range=(8, 40),
+    )
     data = _load(root, "train")
     assert {(i["width"], i["height"]) for i in data["images"]} == {(96, 64)}
     assert [c["id"] for c in data["categories"]] == [1, 3, 7, 12, 20, 33]
@@ -233,14 +251,40 @@ def test_preview_draws_boxes(small: Path, tmp_path: Path) -> None:
     info = _load(small, "val")["images"][0]
     with Image.open(out) as im:
         assert im.size == (2 * info["width"], 2 * info["height"])
-        raw = np.asarray(Image.open(syn.img_dir(small, "val") / info["file_name"]).resize(im.size, Image.Resampling.NEAREST))
+        raw = np.asarray(
+            Image.open(syn.img_dir(small, "val") / info["file_name"]).resize(
+                im.size, Image.Resampling.NEAREST
+            )
+        )
         assert not np.array_equal(np.asarray(im.convert("RGB")), raw)
 
 
 def test_cli(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    r = subprocess.run([sys.executable, "-m", "bench.synthetic", "--help"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "bench.data.synthetic", "--help"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0 and "--n-train" in r.stdout
-    assert syn.main([str(tmp_path / "ds"), "--n-train", "3", "--n-val", "2", "--image-size", "64x48", "--preview", "1"]) == 0
+    assert (
+        syn.main(
+            [
+                str(tmp_path / "ds"),
+                "--n-train",
+                "3",
+                "--n-val",
+                "2",
+                "--image-size",
+                "64x48",
+                "--preview",
+                "1",
+            ]
+        )
+        == 0
+    )
     m = syn.read_manifest(tmp_path / "ds")
     assert m["counts"]["train"]["images"] == 3 and m["params"]["image_size"] == [64, 48]

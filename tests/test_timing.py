@@ -1,8 +1,8 @@
-"""Which cells a local sweep times together afterwards (bench/timing.py), and what a group that
+"""Which cells a local sweep times together afterwards (bench/run/timing.py), and what a group that
 cannot be timed does. The timing itself runs end to end in tests/test_e2e_local.py."""
-from bench.matrix import Cell
-from bench.store import CellStore
-from bench.timing import time_local, untimed_groups
+from bench.cellstore import CellStore
+from bench.plan.cells import Cell
+from bench.run.timing import time_local, untimed_groups
 
 
 def _done(results, det, var, **row):

@@ -1,6 +1,8 @@
-"""The smoke warm start (bench/warmstart.py): what it trains on, what cells load from it, and the
-cache's behaviour: reused when intact, rebuilt when partial or corrupt, built once by concurrent
-users. Built here with a few iterations in a private cache folder ($SEPC_BENCH_CACHE)."""
+"""The smoke warm start (bench/plan/warmstart.py, bench/run/pretrain.py): what it trains on,
+what cells load from it, and the cache's behaviour: reused when intact, rebuilt when partial or
+corrupt, built once by concurrent users. Built here with a few iterations in a private cache
+folder ($SEPC_BENCH_CACHE)."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -10,10 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import warmstart
-from bench.configs import Options, resolve
-from bench.matrix import DETECTORS, VARIANTS, Cell
-from bench.pretrained import PretrainedError
+from bench.plan import warmstart
+from bench.plan.cells import DETECTORS, VARIANTS, Cell
+from bench.plan.options import Options
+from bench.plan.resolve import resolve
+from bench.plan.weights import PretrainedError
+from bench.run import pretrain
 
 REPO = Path(__file__).resolve().parent.parent
 ITERS = 3
@@ -22,12 +26,13 @@ ITERS = 3
 @pytest.fixture
 def tiny(monkeypatch, tmp_path):
     """The smoke profile's warm start at ITERS iterations, in a cache folder of the test's own."""
-    real = warmstart._settings
-    monkeypatch.setattr(warmstart, "_settings", lambda name: {**real(name), "iters": ITERS})
+    real = warmstart.settings
+    monkeypatch.setattr(warmstart, "settings",
+                        lambda name: dataclasses.replace(real(name), iters=ITERS))
     monkeypatch.setenv(warmstart.CACHE_ENV, str(tmp_path / "cache"))
-    warmstart._key_cached.cache_clear()
+    warmstart.recipe.cache_clear()
     yield warmstart.key("smoke")
-    warmstart._key_cached.cache_clear()
+    warmstart.recipe.cache_clear()
 
 
 def test_trains_on_the_training_split_only():
@@ -60,13 +65,13 @@ def test_every_cell_starts_from_the_same_backbone_and_fpn():
 def test_key_covers_knobs_code_and_config():
     import hashlib
 
-    from bench.configs import load_profile
+    from bench.plan.settings import load_profile
 
-    k, blob = warmstart._key_cached("smoke", None)
+    k, blob = warmstart.recipe("smoke", None)
     recipe = json.loads(blob)
     assert k == hashlib.sha256(blob.encode()).hexdigest()[:16]
-    assert recipe["data"] == load_profile("smoke").settings["data"]  # the generator's knobs
-    assert recipe["code"] == warmstart._code_digest() and len(recipe["versions"]) == 3
+    assert recipe["data"] == load_profile("smoke").settings.data  # the generator's knobs
+    assert recipe["code"] == warmstart.code_digest() and len(recipe["versions"]) == 3
     assert str(REPO) not in blob  # the same key in every clone of the repository
     assert warmstart.key("smoke", iters=7) != k
 
@@ -78,7 +83,7 @@ def test_profile_without_a_warm_start_is_a_clear_error():
 
 def test_build_reuse_load_and_corruption(tiny):
     messages = []
-    path = warmstart.ensure("smoke", echo=messages.append)
+    path = pretrain.ensure("smoke", echo=messages.append)
     assert len(messages) == 2 and "building" in messages[0], messages
     weights, meta = warmstart.paths(tiny)
     assert path == weights and warmstart.check_entry(tiny) is None
@@ -97,7 +102,7 @@ def test_build_reuse_load_and_corruption(tiny):
 
     # intact: reused, nothing trained
     messages.clear()
-    assert warmstart.ensure("smoke", echo=messages.append) == weights and not messages
+    assert pretrain.ensure("smoke", echo=messages.append) == weights and not messages
 
     # a cell's model loads exactly the entry's backbone and FPN, whatever its variant
     from mmdet.registry import MODELS
@@ -118,13 +123,13 @@ def test_build_reuse_load_and_corruption(tiny):
     weights.write_bytes(bytes(data))
     assert "sha256" in warmstart.check_entry(tiny)
     with pytest.raises(PretrainedError, match="not usable"):
-        warmstart.load_entry(warmstart.uri("smoke"))
+        pretrain.load_entry(warmstart.uri("smoke"))
     meta.unlink()
     assert "interrupted" in warmstart.check_entry(tiny)
     with pytest.raises(PretrainedError, match="not usable"):
-        warmstart.load_entry(warmstart.uri("smoke"))
+        pretrain.load_entry(warmstart.uri("smoke"))
     messages.clear()
-    warmstart.ensure("smoke", echo=messages.append)
+    pretrain.ensure("smoke", echo=messages.append)
     assert "interrupted" in messages[0] and warmstart.check_entry(tiny) is None
 
 
@@ -132,9 +137,10 @@ def test_build_reuse_load_and_corruption(tiny):
 def test_concurrent_users_build_it_once(tmp_path):
     """Two processes asking at once (a local sweep's two cells, SLURM array tasks on one node):
     one builds under the lock, the other waits and uses the same entry."""
-    code = ("import sys; from bench import warmstart as w; "
-            f"w._settings = (lambda real: lambda n: {{**real(n), 'iters': {ITERS}}})(w._settings); "
-            "print(w.ensure('smoke', threads=1), flush=True)")
+    code = ("import dataclasses; from bench.plan import warmstart as w; "
+            f"w.settings = (lambda real: lambda n: dataclasses.replace(real(n), iters={ITERS}))"
+            "(w.settings); from bench.run.pretrain import ensure; "
+            "print(ensure('smoke', threads=1), flush=True)")
     env = dict(os.environ, **{warmstart.CACHE_ENV: str(tmp_path)}, OMP_NUM_THREADS="1")
     procs = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

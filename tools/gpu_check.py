@@ -105,7 +105,7 @@ def run_pilot(out: Path, dry: bool) -> dict:
     if dry:
         args = ["--profile", "smoke", "--iters", "2", "--val-images", "4"]
     else:
-        from bench.synthetic import generate
+        from bench.data.synthetic import generate
 
         data = generate(out / "coco-1333x800", n_train=64, n_val=16, image_size=(1333, 800),
                         size_range=(16.0, 500.0), size_jitter=0.1)

@@ -4,7 +4,7 @@
 bench = dict(
     description='CPU smoke test on embedded synthetic data (no download)',
     data=dict(kind='synthetic', n_train=400, n_val=100, image_size=256, seed=0),
-    # The analogue of the paper's ImageNet weights (bench/warmstart.py): the backbone + FPN of
+    # The analogue of the paper's ImageNet weights (bench/run/pretrain.py): the backbone + FPN of
     # this detector trained once on the synthetic TRAINING split, cached per machine.
     pretrained='synthetic://',
     # From scratch every stage and BN layer trains; the cells then fine-tune it as the paper
@@ -38,8 +38,9 @@ bench = dict(
         freeanchor=dict(model=dict(bbox_head=dict(anchor_generator=dict(octave_base_scale=2)))),
         atss=dict(model=dict(bbox_head=dict(anchor_generator=dict(octave_base_scale=4)))),
     ),
-    # A local sweep times the 5 cells of a detector round-robin after training (bench/timing.py):
-    # 60 rounds keep the median ratios to the baseline steady on a shared 2-core machine.
+    # A local sweep times the 5 cells of a detector round-robin after training
+    # (bench/run/timing.py): 60 rounds keep the median ratios to the baseline steady on a shared
+    # 2-core machine.
     latency=dict(size=(256, 256), warmup=10, iters=60,
                  paper_batch=8, paper_skip=2, paper_iters=4),
     slurm=dict(time_min=20, cpus_per_task=1, mem_gb=4, nodes=1, gpus_per_node=0),

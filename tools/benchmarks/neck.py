@@ -19,18 +19,17 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.run.benchmark import interleaved, summarise
 from sepc.necks import SEPC
 from sepc.ops import SEPCConv
 from sepc.ops.deform_conv import _bilinear_taps
-
-from bench.perf import interleaved, summarise
 from tests.fixtures.towers import WIDTH, Tower
 
 PAPER_P3 = (100, 168)  # P3 of 800x1344; P4-P7 halve it (rounding up): 50x84 ... 7x11

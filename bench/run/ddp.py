@@ -8,7 +8,7 @@ mmengine a Runner whose launcher is not ``'none'``: ``Runner.setup_env`` then fi
 initialised and skips its own ``init_dist``. CPU modules also need ``device_ids=None`` in the
 DDP wrapper (mmengine's default is ``[LOCAL_RANK]``).
 
-Only rank 0 writes the result store (``bench.store`` refuses other ranks), the checkpoints and
+Only rank 0 writes the result store (``bench.cellstore`` refuses other ranks), the checkpoints and
 the detections (mmengine does both on rank 0 only); :class:`WriteAudit` records what the other
 ranks opened for writing inside the cell's folder, so that a test can see it was nothing.
 """
@@ -113,7 +113,7 @@ class WriteAudit:
         self.paths: list[str] = []
         self.active = False
 
-    def start(self) -> "WriteAudit":
+    def start(self) -> WriteAudit:
         self.active = True
         sys.addaudithook(self._hook)  # cannot be removed: ``active`` switches it off
         return self

@@ -28,7 +28,7 @@ Design choices, each forced by something the harness must exercise:
   seed gives byte-identical JSON and identical JPEG files, and image i of a split does not
   depend on how many images the split has.
 
-CLI: ``python -m bench.synthetic ROOT --n-train 400 --n-val 100 --image-size 320``.
+CLI: ``python -m bench.data.synthetic ROOT --n-train 400 --n-val 100 --image-size 320``.
 """
 
 from __future__ import annotations
@@ -150,7 +150,9 @@ class SyntheticParams:
         return cls(**params)
 
     def to_json(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
+        }
 
     @property
     def shapes(self) -> tuple[tuple[int, str, float], ...]:
@@ -193,7 +195,9 @@ def _hsv_rgb(h_deg: float, s: float, v: float) -> np.ndarray:
     return np.array(colorsys.hsv_to_rgb((h_deg % 360.0) / 360.0, s, v), dtype=np.float32) * 255.0
 
 
-def _smooth_field(rng: np.random.Generator, w: int, h: int, cells: int, channels: int) -> np.ndarray:
+def _smooth_field(
+    rng: np.random.Generator, w: int, h: int, cells: int, channels: int
+) -> np.ndarray:
     """Random values on a coarse grid, bicubically upsampled: cheap low-frequency texture.
 
     Returns float32 (h, w, channels) in [-0.5, 0.5].
@@ -201,8 +205,12 @@ def _smooth_field(rng: np.random.Generator, w: int, h: int, cells: int, channels
     gw = max(2, int(round(cells * w / max(w, h))))
     gh = max(2, int(round(cells * h / max(w, h))))
     coarse = rng.integers(0, 256, size=(gh, gw, channels), dtype=np.uint8)
-    img = Image.fromarray(coarse if channels == 3 else coarse[..., 0], "RGB" if channels == 3 else "L")
-    up = np.asarray(img.resize((w, h), Image.Resampling.BICUBIC), dtype=np.float32).reshape(h, w, channels)
+    img = Image.fromarray(
+        coarse if channels == 3 else coarse[..., 0], "RGB" if channels == 3 else "L"
+    )
+    up = np.asarray(img.resize((w, h), Image.Resampling.BICUBIC), dtype=np.float32).reshape(
+        h, w, channels
+    )
     up *= 1.0 / 255.0
     up -= 0.5
     return up
@@ -238,7 +246,12 @@ def _shape_mask(kind: str, w: int, h: int, rng: np.random.Generator) -> np.ndarr
     elif kind == "triangle":
         # A rotated equilateral triangle, stretched to fill the box.
         theta = rng.uniform(0.0, 2.0 * math.pi)
-        pts = np.array([[math.cos(theta + k * 2 * math.pi / 3), math.sin(theta + k * 2 * math.pi / 3)] for k in range(3)])
+        pts = np.array(
+            [
+                [math.cos(theta + k * 2 * math.pi / 3), math.sin(theta + k * 2 * math.pi / 3)]
+                for k in range(3)
+            ]
+        )
         pts -= pts.min(axis=0)
         pts /= np.maximum(pts.max(axis=0), 1e-6)
         d.polygon([(float(px * x1), float(py * y1)) for px, py in pts], fill=255)
@@ -259,13 +272,24 @@ def _blob_mask(w: int, h: int, rng: np.random.Generator) -> np.ndarray:
     n = int(rng.integers(7, 14))
     ang = np.sort(rng.uniform(0.0, 2 * math.pi, n))
     rad = rng.uniform(0.35, 1.0, n)
-    pts = [((1 + r * math.cos(a)) * (w - 1) / 2, (1 + r * math.sin(a)) * (h - 1) / 2) for a, r in zip(ang, rad)]
+    pts = [
+        ((1 + r * math.cos(a)) * (w - 1) / 2, (1 + r * math.sin(a)) * (h - 1) / 2)
+        for a, r in zip(ang, rad)
+    ]
     img = Image.new("L", (w, h), 0)
     ImageDraw.Draw(img).polygon(pts, fill=255)
     return np.asarray(img) > 0
 
 
-def _paint(canvas: np.ndarray, x0: int, y0: int, mask: np.ndarray, rgb: np.ndarray, rng: np.random.Generator, shade: float) -> None:
+def _paint(
+    canvas: np.ndarray,
+    x0: int,
+    y0: int,
+    mask: np.ndarray,
+    rgb: np.ndarray,
+    rng: np.random.Generator,
+    shade: float,
+) -> None:
     """Fill mask with a colour plus a random linear shading gradient (texture inside objects)."""
     h, w = mask.shape
     gx, gy = rng.normal(size=2) * shade
@@ -315,7 +339,9 @@ def _noise(seed: int, rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return _noise_bank(seed)[dy : dy + h, dx : dx + w]
 
 
-def _render(p: SyntheticParams, split: str, index: int, out_dir: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _render(
+    p: SyntheticParams, split: str, index: int, out_dir: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Render one image, write its JPEG, return (image record, annotations without ids)."""
     rng = np.random.default_rng(np.random.SeedSequence([p.seed, _SPLIT_CODE[split], index]))
     W0, H0 = p.image_size
@@ -355,7 +381,9 @@ def _render(p: SyntheticParams, split: str, index: int, out_dir: str) -> tuple[d
                 for k in np.nonzero(lost)[0]:
                     visible[k] -= int(lost[k])
             owner[y0 : y0 + h, x0 : x0 + w][mask] = len(placed)
-            rgb = _hsv_rgb(shapes[cls][2] + rng.uniform(-12, 12), rng.uniform(0.7, 1.0), rng.uniform(0.6, 1.0))
+            rgb = _hsv_rgb(
+                shapes[cls][2] + rng.uniform(-12, 12), rng.uniform(0.7, 1.0), rng.uniform(0.6, 1.0)
+            )
             _paint(canvas, x0, y0, mask, rgb, rng, 30.0)
             placed.append((cls, x0, y0, mask))
             full_area.append(int(mask.sum()))
@@ -392,23 +420,29 @@ def _render(p: SyntheticParams, split: str, index: int, out_dir: str) -> tuple[d
     return info, anns
 
 
-def _render_star(args: tuple[SyntheticParams, str, int, str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _render_star(
+    args: tuple[SyntheticParams, str, int, str],
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return _render(*args)
 
 
-def _coco_json(p: SyntheticParams, split: str, images: list[dict[str, Any]], anns: list[dict[str, Any]]) -> dict[str, Any]:
+def _coco_json(
+    p: SyntheticParams, split: str, images: list[dict[str, Any]], anns: list[dict[str, Any]]
+) -> dict[str, Any]:
     return {
         "info": {
             "description": f"sepc-bench synthetic shapes ({split})",
             "version": str(GENERATOR_VERSION),
             "year": 2017,
-            "contributor": "bench.synthetic",
+            "contributor": "bench.synthetic",  # its name when its data were first made: kept
             "date_created": "1970-01-01",
         },
         "licenses": [{"id": 1, "name": "generated", "url": ""}],
         "images": images,
         "annotations": anns,
-        "categories": [{"id": cid, "name": name, "supercategory": "shape"} for cid, name, _ in p.shapes],
+        "categories": [
+            {"id": cid, "name": name, "supercategory": "shape"} for cid, name, _ in p.shapes
+        ],
     }
 
 
@@ -420,7 +454,9 @@ def _default_workers() -> int:
     return max(1, min(8, n))
 
 
-def _write_split(p: SyntheticParams, root: Path, split: str, n: int, ann_id0: int, workers: int | None) -> tuple[int, int]:
+def _write_split(
+    p: SyntheticParams, root: Path, split: str, n: int, ann_id0: int, workers: int | None
+) -> tuple[int, int]:
     workers = _default_workers() if workers is None else workers
     out = img_dir(root, split)
     out.mkdir(parents=True, exist_ok=True)
@@ -475,7 +511,9 @@ def _is_replaceable(root: Path) -> bool:
 
 def _generate_locked(root: Path, p: SyntheticParams, workers: int | None) -> Path:
     if not _is_replaceable(root):
-        raise FileExistsError(f"{root} exists and is not a bench.synthetic dataset; refusing to overwrite it")
+        raise FileExistsError(
+            f"{root} exists and is not a bench.data.synthetic dataset; refusing to overwrite it"
+        )
     # Leftovers of generators that were killed: safe to remove, we hold the lock.
     for stale in root.parent.glob(f".{root.name}.tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
@@ -491,7 +529,7 @@ def _generate_locked(root: Path, p: SyntheticParams, workers: int | None) -> Pat
             counts[split] = {"images": n_img, "annotations": n_ann}
             ann_id0 += n_ann
         manifest = {
-            "generator": "bench.synthetic",
+            "generator": "bench.synthetic",  # (the files stay byte-identical across moves)
             "version": GENERATOR_VERSION,
             "params": p.to_json(),
             "counts": counts,
@@ -533,7 +571,8 @@ def generate(
 
     ``image_size`` is ``(width, height)`` or one int for square images; each image's sides are
     drawn in ``[1 - size_jitter, 1] * image_size``. ``workers`` (default: the CPUs this process
-    may use, at most 8) only changes speed, never the output. Refuses to overwrite a folder that is not a dataset written by this module.
+    may use, at most 8) only changes speed, never the output. Refuses to overwrite a folder that
+    is not a dataset written by this module.
     """
     root = Path(root).absolute()
     p = SyntheticParams.build(
@@ -634,13 +673,22 @@ def draw_annotations(
     return img
 
 
-def preview(root: Path | str, split: str = "val", index: int = 0, out: Path | str | None = None, *, scale: int = 2) -> Path:
+def preview(
+    root: Path | str,
+    split: str = "val",
+    index: int = 0,
+    out: Path | str | None = None,
+    *,
+    scale: int = 2,
+) -> Path:
     """Write the index-th image of a split with its annotations drawn as a PNG; return its path."""
     data = json.loads(ann_file(root, split).read_text())
     info = data["images"][index]
     anns = [a for a in data["annotations"] if a["image_id"] == info["id"]]
     cats = {c["id"]: c["name"] for c in data["categories"]}
-    img = draw_annotations(Image.open(img_dir(root, split) / info["file_name"]), anns, cats, scale=scale)
+    img = draw_annotations(
+        Image.open(img_dir(root, split) / info["file_name"]), anns, cats, scale=scale
+    )
     out = Path(out) if out is not None else Path(root) / f"preview_{split}_{index}.png"
     img.save(out)
     return out
@@ -665,21 +713,32 @@ def _size(text: str) -> int | tuple[int, int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m bench.synthetic",
+        prog="python -m bench.data.synthetic",
         description="Write (or check) the embedded COCO-layout synthetic shapes dataset.",
     )
-    ap.add_argument("root", type=Path, help="dataset folder (COCO layout: annotations/, train2017/, val2017/)")
+    ap.add_argument(
+        "root", type=Path, help="dataset folder (COCO layout: annotations/, train2017/, val2017/)"
+    )
     ap.add_argument("--n-train", type=int, default=400)
     ap.add_argument("--n-val", type=int, default=100)
     ap.add_argument("--image-size", type=_size, default=320, help="S or WxH (default 320)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--size-jitter", type=float, default=0.25, help="sides drawn in [1-j, 1]*size")
-    ap.add_argument("--size-range", type=_pair(float), default=(8.0, 300.0), help="object sqrt(area) range, px")
+    ap.add_argument(
+        "--size-range", type=_pair(float), default=(8.0, 300.0), help="object sqrt(area) range, px"
+    )
     ap.add_argument("--objects-per-image", type=_pair(int), default=(1, 8))
     ap.add_argument("--n-classes", type=int, default=4, help=f"1..{len(SHAPES)}")
-    ap.add_argument("--workers", type=int, default=None, help="processes (default: CPUs, max 8); output identical")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes (default: CPUs, max 8); output identical",
+    )
     ap.add_argument("--force", action="store_true", help="regenerate even if the folder is current")
-    ap.add_argument("--preview", type=int, default=0, metavar="N", help="also write N annotated val PNGs")
+    ap.add_argument(
+        "--preview", type=int, default=0, metavar="N", help="also write N annotated val PNGs"
+    )
     args = ap.parse_args(argv)
 
     params = dict(
@@ -694,7 +753,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     t0 = time.perf_counter()
     try:
-        root = generate(args.root, workers=args.workers, **params) if args.force else ensure_dataset(args.root, workers=args.workers, **params)
+        root = (
+            generate(args.root, workers=args.workers, **params)
+            if args.force
+            else ensure_dataset(args.root, workers=args.workers, **params)
+        )
     except FileExistsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -704,7 +767,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for split in SPLITS:
         for sc in (1.0, 2.0):
             c = level_counts(ann_file(root, split), sc)
-            print(f"  {split} boxes per level at resize x{sc:g}: " + " ".join(f"P{k}={v}" for k, v in c.items()))
+            print(
+                f"  {split} boxes per level at resize x{sc:g}: "
+                + " ".join(f"P{k}={v}" for k, v in c.items())
+            )
     for i in range(min(args.preview, m.get("counts", {}).get("val", {}).get("images", 0))):
         print(f"  preview: {preview(root, 'val', i)}")
     return 0

@@ -11,8 +11,8 @@ from mmdet.evaluation.metrics import CocoMetric
 from mmdet.registry import HOOKS
 from mmengine.hooks import Hook
 
-from . import ddp
-from .store import atomic_write_json, read_json
+from bench.run import ddp
+from reports.schema import atomic_write_json, read_json
 
 
 @HOOKS.register_module()

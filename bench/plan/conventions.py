@@ -10,7 +10,7 @@ them (last pixel inside, crowd boxes dropped), no minimum box size at test.
 """
 from __future__ import annotations
 
-from .matrix import MatrixError
+from bench.plan.cells import MatrixError
 
 CONVENTIONS = ("mmdet1", "mmdet3")
 

@@ -34,7 +34,7 @@ class Cell:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_key(cls, profile: str, key: str) -> "Cell":
+    def from_key(cls, profile: str, key: str) -> Cell:
         """The cell a store folder name (:attr:`key`) names."""
         try:
             return cls(profile, **parse_cell_key(key))

@@ -30,7 +30,9 @@ class UnknownClassError(ValueError):
 
 def _done(df: pd.DataFrame, profile: str | None) -> pd.DataFrame:
     d = select_profile(df, profile)
-    d = d.reindex(columns=[*d.columns, *(c for c in (*TIDE_COLUMNS, "tide_note", "class_AP") if c not in d)])
+    d = d.reindex(
+        columns=[*d.columns, *(c for c in (*TIDE_COLUMNS, "tide_note", "class_AP") if c not in d)]
+    )
     return d[(d["source"] == "trained") & (d["status"] == "done")]
 
 
@@ -60,7 +62,9 @@ def error_deltas(df: pd.DataFrame, profile: str | None = None) -> tuple[pd.DataF
                 rows.append(dict(detector=det, variant=v, error=e,
                                  delta=float(ok[f"tide_{e}"].mean() - base_ok[f"tide_{e}"].mean()),
                                  n=len(ok), n_baseline=len(base_ok)))
-    return pd.DataFrame(rows, columns=["detector", "variant", "error", "delta", "n", "n_baseline"]), missing
+    return pd.DataFrame(
+        rows, columns=["detector", "variant", "error", "delta", "n", "n_baseline"]
+    ), missing
 
 
 def _class_ap(x: object) -> dict[str, float]:
@@ -87,8 +91,10 @@ def check_classes(df: pd.DataFrame, classes: Sequence[str] | None,
     unknown = [c for c in classes if c not in known]
     if unknown:
         shown = ", ".join(known[:12]) + (f", ... ({len(known)} in all)" if len(known) > 12 else "")
-        raise UnknownClassError(f"unknown class {', '.join(map(repr, unknown))} in the class filter "
-                                f"(known: {shown or 'none yet'})")
+        raise UnknownClassError(
+            f"unknown class {', '.join(map(repr, unknown))} in the class filter "
+            f"(known: {shown or 'none yet'})"
+        )
     return list(classes)
 
 
@@ -118,7 +124,9 @@ def class_gains(df: pd.DataFrame, profile: str | None = None,
                 if c in ap and c in base and not (math.isnan(ap[c]) or math.isnan(base[c])):
                     rows.append(dict(detector=det, variant=v, cls=c, AP=ap[c], baseline_AP=base[c],
                                      delta=ap[c] - base[c]))
-    return pd.DataFrame(rows, columns=["detector", "variant", "cls", "AP", "baseline_AP", "delta"]), missing
+    return pd.DataFrame(
+        rows, columns=["detector", "variant", "cls", "AP", "baseline_AP", "delta"]
+    ), missing
 
 
 def extremes(gains: pd.DataFrame, k: int = TOP_K) -> tuple[pd.DataFrame, pd.DataFrame]:

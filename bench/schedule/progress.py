@@ -16,8 +16,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .matrix import Cell
-from .store import CellStore, read_json
+from bench.cellstore import CellStore
+from bench.plan.cells import Cell
+from bench.repo import REPO
+from reports.schema import read_json
 
 #: One cell's training step relative to the RetinaNet baseline's, by variant and by detector
 #: (1 thread, batch 4, smoke sizes; docs/performance.md, "Smoke sweep"). For the schedule and
@@ -39,11 +41,11 @@ def step_cost(cell: Cell) -> float:
 def measured_step_s(profile: str) -> tuple[float, str] | None:
     """Seconds of one baseline training step measured on this machine, and where from: the
     profile's warm start, if this machine has built it (None otherwise)."""
-    from .configs import load_profile
+    from bench.plan.settings import load_profile
+    from bench.plan.warmstart import cache_root, key
 
-    if "warmstart" not in load_profile(profile).settings:
+    if load_profile(profile).settings.warmstart is None:
         return None
-    from .warmstart import cache_root, key
 
     try:
         meta = read_json(cache_root() / f"{key(profile)}.json") or {}
@@ -179,7 +181,7 @@ class ReportRefresher:
                 [sys.executable, "-m", "reports", str(self.results), "--quiet",
                  "--format", "html,md,csv"], stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL, preexec_fn=lambda: os.nice(10),
-                cwd=str(Path(__file__).resolve().parent.parent))
+                cwd=str(REPO))
 
     def close(self, wait: float = 0.0) -> None:
         """Let a running rebuild finish (up to ``wait`` seconds), then stop it."""

@@ -21,13 +21,12 @@ from pathlib import Path
 
 import submitit
 
-from reports.schema import COCO_METRIC_ITEMS, LATENCY_PER_JOB
-
-from . import ddp
-from .configs import Options, cell_profile, config_hash, layout, plain_text, resolve
-from .matrix import Cell
-from .store import REPO, CellStore, atomic_write, now, sha256_file
-
+from bench.cellstore import CellStore, now, sha256_file
+from bench.plan import Plan
+from bench.plan.config import config_hash, hashed_config
+from bench.repo import REPO
+from bench.run import ddp
+from reports.schema import COCO_METRIC_ITEMS, LATENCY_PER_JOB, atomic_write, atomic_write_json
 
 
 class _Tee:
@@ -77,31 +76,24 @@ def _merge_scalars(work_dir: Path, out: Path) -> None:
 
 
 class CellJob(submitit.helpers.Checkpointable):
-    """Runs one cell. Picklable: submitit sends it to the node with the cell as argument.
+    """Runs one planned cell. Picklable: submitit sends it to the node with the Plan as argument
+    (a pilot's Plan carries the full cell's, whose cost it forecasts: a local pilot of a
+    multi-GPU cell runs as one process, its forecast is for the cell's real layout)."""
 
-    ``plan_opts``: for a pilot (``opts.pilot_iters``), the options of the full cell whose cost
-    it forecasts (a local pilot of a multi-GPU cell runs as one process; its forecast is for the
-    cell's real layout). Defaults to ``opts`` without the pilot settings.
-    """
-
-    def __init__(self, results: str | Path, opts: Options = Options(),
-                 plan_opts: Options | None = None) -> None:
+    def __init__(self, results: str | Path) -> None:
         self.results = str(Path(results).resolve())
-        self.opts = opts
-        self.plan_opts = plan_opts
         self._runner = None
         self._requeued = False
         self._t0 = time.time()
 
     def __getstate__(self) -> dict:
-        return dict(results=self.results, opts=self.opts, plan_opts=self.plan_opts,
-                    _runner=None, _requeued=False, _t0=0.0)
+        return dict(results=self.results, _runner=None, _requeued=False, _t0=0.0)
 
     # -- submitit: USR2 -> save what training has done, requeue -------------------------------
-    def checkpoint(self, cell: Cell) -> submitit.helpers.DelayedSubmission:
+    def checkpoint(self, plan: Plan) -> submitit.helpers.DelayedSubmission:
         """Called by submitit on rank 0 only; the other ranks go on until SLURM requeues the
         whole job (they block in the next gradient all-reduce meanwhile)."""
-        store = CellStore(self.results, cell)
+        store = CellStore(self.results, plan.cell)
         runner = self._runner
         if runner is not None and getattr(runner, "_sepc_training", False):
             name = f"iter_{runner.iter}.pth"
@@ -114,11 +106,11 @@ class CellJob(submitit.helpers.Checkpointable):
         row = store.read() or {}
         store.write(status="requeued", requeues=int(row.get("requeues") or 0) + 1)
         self._requeued = True  # submitit now requeues and exits this process
-        return submitit.helpers.DelayedSubmission(
-            CellJob(self.results, self.opts, self.plan_opts), cell)
+        return submitit.helpers.DelayedSubmission(CellJob(self.results), plan)
 
     # -- the job ----------------------------------------------------------------------------
-    def __call__(self, cell: Cell) -> dict:
+    def __call__(self, plan: Plan) -> dict:
+        cell = plan.cell
         store = CellStore(self.results, cell)
         store.dir.mkdir(parents=True, exist_ok=True)
         os.environ["SEPC_CELL_DIR"] = str(store.dir)
@@ -137,7 +129,7 @@ class CellJob(submitit.helpers.Checkpointable):
                 store.write(status="running", error=None, log_tail=None, started_at=now(),
                             host=socket.gethostname(), pid=os.getpid(), **_job_ids(),
                             source=cell.source, world_size=world.size)
-            row = self._run(cell, store, audit)
+            row = self._run(plan, store, audit)
             if rank0:
                 row = store.write(status="done", finished_at=now(),
                                   wall_s=round(time.time() - t0 + float(
@@ -162,34 +154,34 @@ class CellJob(submitit.helpers.Checkpointable):
             if log:
                 log.close()
 
-    def _run(self, cell: Cell, store: CellStore, audit: ddp.WriteAudit | None) -> dict:
+    def _run(self, plan: Plan, store: CellStore, audit: ddp.WriteAudit | None) -> dict:
         import torch
 
         import sepc  # noqa: F401  (the config's custom_imports, for a config built in code)
+        from bench.run import hooks
 
-        from . import hooks
-
-        profile = cell_profile(cell)
+        cell, settings = plan.cell, plan.settings
         world = ddp.world()
-        expected = layout(cell, self.opts)
+        expected = plan.layout
         if world.size != expected.world_size:
             raise RuntimeError(
                 f"this job has {world.size} tasks but {cell.key} is planned for "
                 f"{expected.world_size} ({expected.describe()}): submit it through `python -m "
                 "bench run`, which asks SLURM for one task per device")
-        threads = int(os.environ.get("SLURM_CPUS_PER_TASK") or profile.settings.get("threads", 0))
+        threads = int(os.environ.get("SLURM_CPUS_PER_TASK") or settings.threads or 0)
         if threads and not torch.cuda.is_available():
             torch.set_num_threads(threads)
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
-        cfg = plain_text(resolve(cell, self.opts, work_dir=str(store.work_dir),
-                                 results_prefix=str(store.dir / "detections")))
+        cfg = plan.job_config(str(store.work_dir), str(store.dir / "detections"))
         digest = config_hash(cfg)  # what `bench plan` showed, before this job's own additions
+        if world.rank == 0:  # what this cell trains, for a later request to compare with
+            atomic_write_json(store.config_path, hashed_config(cfg))
         cfg.custom_hooks = [*cfg.custom_hooks, dict(type="CellProgressHook")]
         if cell.source == "released":
-            runner, metrics, extra = self._evaluate_released(cell, cfg)
+            runner, metrics, extra = self._evaluate_released(plan, cfg)
         else:
-            runner, metrics, extra = self._train(cell, store, cfg, profile)
+            runner, metrics, extra = self._train(plan, store, cfg)
         hook = next((h for h in runner.hooks if isinstance(h, hooks.CellProgressHook)), None)
         # Every rank's record of what it wrote into the cell's folder, then rank 0 goes on alone.
         writes = ddp.gather(audit.stop() if audit else [])
@@ -207,7 +199,7 @@ class CellJob(submitit.helpers.Checkpointable):
                      for k, v in metrics.items()
                      if k.startswith("coco/") and k.endswith("_precision") and v == v}
         row["class_AP"] = per_class or None
-        lay = layout(cell, self.opts)
+        lay = plan.layout
         row.update(world_size=world.size, ddp_backend=extra.pop("ddp_backend", None),
                    imgs_per_device=lay.imgs_per_device,
                    total_batch=lay.total_batch if cell.source == "trained" else None,
@@ -215,31 +207,32 @@ class CellJob(submitit.helpers.Checkpointable):
                    eval_images=hook.val_images if hook else None,
                    eval_unique_images=hook.val_unique_images if hook else None,
                    other_rank_writes=sum((w for w in writes[1:]), []))
-        # A local sweep's trained cells are timed together once none trains (bench/timing.py);
+        # A local sweep's trained cells are timed together once none trains (bench/run/timing.py);
         # a pilot times itself (its forecast needs the per-call cost).
-        deferred = (cell.source == "trained" and _job_ids()["executor"] == "local"
-                    and not self.opts.pilot_iters)
-        row.update(self._measure(runner, profile, time_here=not deferred))
-        if self.opts.pilot_iters:
-            row.update(self._forecast(cell, cfg, runner, hook, row))
+        pilot = plan.opts.pilot_iters
+        deferred = cell.source == "trained" and _job_ids()["executor"] == "local" and not pilot
+        row.update(self._measure(runner, plan, time_here=not deferred))
+        if pilot:
+            row.update(self._forecast(plan, runner, hook, row))
         else:
             row.update(self._analyse(store, cfg.val_evaluator["ann_file"]))
         row.update(
             extra, config_hash=digest, git_commit=git_commit(),
             versions=json.dumps(_versions()), ann_file=cfg.val_evaluator["ann_file"],
             lcconv_padding=_padding(cfg), data_root=cfg.val_dataloader.dataset.data_root,
-            iters_requested=self.opts.max_iters)
+            iters_requested=plan.opts.max_iters)
         return row
 
-    def _train(self, cell: Cell, store: CellStore, cfg, profile) -> tuple:
+    def _train(self, plan: Plan, store: CellStore, cfg) -> tuple:
         """Train (resuming from the work dir's last checkpoint) and validate the final model."""
         import torch
         from mmengine.runner import Runner
 
-        from .hooks import CellProgressHook
-        from .pretrained import fetch_pretrained
+        from bench.run.hooks import CellProgressHook
+        from bench.run.pretrain import fetch_pretrained
 
-        pretrained = fetch_pretrained(self.opts.pretrained or profile.settings.get("pretrained"),
+        cell = plan.cell
+        pretrained = fetch_pretrained(plan.opts.pretrained or plan.settings.pretrained,
                                       cell.profile)
         if pretrained:
             cfg.model.backbone.init_cfg.checkpoint = pretrained
@@ -267,7 +260,7 @@ class CellJob(submitit.helpers.Checkpointable):
                                      train_peak_mem_mb=round(train_peak, 1),
                                      ddp_backend=backend)
 
-    def _evaluate_released(self, cell: Cell, cfg) -> tuple:
+    def _evaluate_released(self, plan: Plan, cfg) -> tuple:
         """No training: the authors' mmdet-1.x checkpoint, converted exactly, then validated.
 
         The conversion runs before any data is loaded; a checkpoint whose tensors do not fit the
@@ -275,11 +268,12 @@ class CellJob(submitit.helpers.Checkpointable):
         """
         from mmengine.runner import Runner
 
+        from bench.plan.manifest import checkpoint_path
+        from bench.run.released import load_released
         from sepc.checkpoint import read_mmdet1_checkpoint
 
-        from .released import checkpoint_path, load_released
-
-        path = checkpoint_path(cell, self.opts.checkpoints, self.opts.manifest)
+        cell = plan.cell
+        path = checkpoint_path(cell, plan.opts.checkpoints, plan.opts.manifest)
         print(f"[sepc-bench] {cell.key}: evaluating the released checkpoint {path}", flush=True)
         state = read_mmdet1_checkpoint(path)
         cfg.resume = False
@@ -289,26 +283,22 @@ class CellJob(submitit.helpers.Checkpointable):
         return runner, runner.val(), dict(checkpoint=str(path),
                                           checkpoint_sha256=sha256_file(path))
 
-    def _forecast(self, cell: Cell, cfg, runner, hook, row: dict) -> dict:
+    def _forecast(self, pilot: Plan, runner, hook, row: dict) -> dict:
         """The pilot's measurements, and the full cell's cost forecast from them."""
-        from .forecast import forecast, schedule_length, steady_iteration_seconds
+        from bench.plan import plan_cell
+        from bench.run.pilot import forecast, schedule_length, steady_iteration_seconds
 
-        plan_opts = self.plan_opts or dataclasses.replace(self.opts, pilot_iters=None,
-                                                          val_images=None)
-        full = resolve(cell, plan_opts)
-        plan = layout(cell, plan_opts)
-        profile = cell_profile(cell)
+        full = pilot.full or plan_cell(pilot.cell, dataclasses.replace(
+            pilot.opts, pilot_iters=None, val_images=None))
+        plan = full.layout
         train_images = len(runner.train_dataloader.dataset)
-        iters, validations = schedule_length(full.train_cfg, train_images, plan.total_batch,
-                                             plan.world_size)
+        iters, validations = schedule_length(full.config.train_cfg, train_images,
+                                             plan.total_batch, plan.world_size)
         iter_s = steady_iteration_seconds(hook.iteration_seconds())
         pilot_world = ddp.world().size
         val_per_image = hook.val_seconds * pilot_world / max(1, hook.val_images or 1)
-        lat = profile.settings.get("latency", {})
-        timing_s = ((int(lat.get("warmup", 20)) + int(lat.get("iters", 100))) * row["latency_ms"]
-                    + (int(lat.get("paper_skip", 100)) + int(lat.get("paper_iters", 200)))
-                    * row["latency_paper_ms"] * int(lat.get("paper_batch", 8))) / 1e3
-        full_val_images = _count_images(full.val_evaluator["ann_file"])
+        timing_s = full.settings.latency.seconds(row["latency_ms"], row["latency_paper_ms"])
+        full_val_images = _count_images(full.config.val_evaluator["ann_file"])
         fc = forecast(iter_s=iter_s, iters=iters, validations=validations,
                       val_s_per_image=val_per_image, val_images=full_val_images,
                       devices=plan.world_size, gpus=plan.nodes * plan.gpus_per_node,
@@ -332,13 +322,13 @@ class CellJob(submitit.helpers.Checkpointable):
         the detections the cell keeps: the TIDE error decomposition (columns ``tide_*``), and
         the per-image COCOeval records beside the detections, for `bench compare` (the paired
         bootstrap then resamples without evaluating again)."""
-        from reports.compare import read_json, save_records
-        from reports.schema import DETECTIONS_FILE, RECORDS_FILE
+        from reports.compare import save_records
+        from reports.schema import DETECTIONS_FILE, RECORDS_FILE, read_json
         from reports.stats import ALL_METRICS, evaluate_records, tide
 
         dets_file = store.dir / DETECTIONS_FILE
-        gt = read_json(ann_file)
-        dets = read_json(dets_file) if dets_file.is_file() else []
+        gt = read_json(ann_file, required=True)
+        dets = read_json(dets_file, required=True) if dets_file.is_file() else []
         row = tide(gt, dets).as_row()
         try:
             if dets:
@@ -348,37 +338,34 @@ class CellJob(submitit.helpers.Checkpointable):
             print(f"[sepc-bench] evaluation records not cached: {exc}", flush=True)
         return row
 
-    def _measure(self, runner, profile, time_here: bool = True) -> dict:
+    def _measure(self, runner, plan: Plan, time_here: bool = True) -> dict:
         """Latency (both protocols; ``time_here``), parameters, FLOPs and peak memory, on this
         process alone (rank 0, after the other ranks left) and on unsharded input.
 
         A trained cell of a local sweep does not time itself: other cells train beside it, so
-        they are timed together once training is over (bench/timing.py). A job on its own device
+        they are timed together once training is over (bench/run/timing.py). A job on its own device
         (SLURM, or run inline), a pilot and a released cell (nothing trains) time themselves
         here: ``latency_protocol = "per-job"``."""
         import torch
         from mmengine.dataset import pseudo_collate
 
-        from . import latency
+        from bench.run import latency
 
         model = runner.model.module if hasattr(runner.model, "module") else runner.model
-        lat = dict(profile.settings.get("latency", {}))
-        if self.opts.pilot_iters:  # a short timing: the forecast needs its per-call cost only
-            lat.update(profile.settings.get("pilot", {}).get("latency", {}))
-        size = tuple(lat.get("size", (800, 1344)))
+        # a pilot's timing is short: the forecast needs its per-call cost only
+        lat = plan.settings.pilot.latency if plan.opts.pilot_iters else plan.settings.latency
         dataset = runner.val_dataloader.dataset
-        inputs, samples = latency.fixed_batch(model, pseudo_collate([dataset[0]]), size)
+        inputs, samples = latency.fixed_batch(model, pseudo_collate([dataset[0]]), lat.size)
         device = next(model.parameters()).device
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         out: dict = {}
         if time_here:
             timed = latency.fuse_for_inference(copy.deepcopy(model))  # every variant alike
-            out.update(latency.model_step(timed, inputs, samples, int(lat.get("warmup", 20)),
-                                          int(lat.get("iters", 100))))
+            out.update(latency.model_step(timed, inputs, samples, lat.warmup, lat.iters))
             out.update(latency.paper_protocol(
-                timed, latency.paper_loader(dataset, int(lat.get("paper_batch", 8))),
-                int(lat.get("paper_skip", 100)), int(lat.get("paper_iters", 200))))
+                timed, latency.paper_loader(dataset, lat.paper_batch), lat.paper_skip,
+                lat.paper_iters))
             out.update(latency_protocol=LATENCY_PER_JOB, latency_world_size=1)
         out["params"] = latency.count_params(model)
         try:

@@ -2,10 +2,11 @@
 
 While a local sweep trains, every core is busy: a cell that timed itself then measured its
 neighbour's training as much as its own model (the same model step read 35 and 12 ms in two
-sweeps). So local jobs skip timing (bench/job.py), and once no cell trains any more, the done
+sweeps). So local jobs skip timing (bench/run/job.py), and once no cell trains any more, the done
 cells of each (profile, detector) are rebuilt from their final checkpoints and timed round-robin
-(A B C ... A B C ...) with ``bench.perf.interleaved``, the machinery of ``bench perf``: a load
-change hits every variant alike, and round i of a variant pairs with round i of its baseline.
+(A B C ... A B C ...) with ``bench.run.benchmark.interleaved``, the machinery of ``bench perf``:
+a load change hits every variant alike, and round i of a variant pairs with round i of its
+baseline.
 Rows get ``latency_protocol = "interleaved"`` and the ``latency_group`` they were timed in; a
 SLURM job still times itself on its own device (``"per-job"``).
 """
@@ -19,10 +20,10 @@ import time
 from itertools import cycle
 from pathlib import Path
 
-from reports.schema import LATENCY_INTERLEAVED
-
-from .matrix import Cell
-from .store import CellStore, now, read_json
+from bench.cellstore import CellStore, now
+from bench.plan.cells import Cell
+from bench.plan.settings import load_profile
+from reports.schema import LATENCY_INTERLEAVED, read_json
 
 
 def _local_done(results: Path, profile: str, detector: str) -> list[tuple[Cell, dict]]:
@@ -57,7 +58,7 @@ def _load(store: CellStore):
     from mmengine.logging import MMLogger
     from mmengine.runner.checkpoint import CheckpointLoader
 
-    from . import latency
+    from bench.run import latency
 
     pointer = store.work_dir / "last_checkpoint"
     if not pointer.is_file():
@@ -85,17 +86,13 @@ def time_group(results: Path, profile_name: str, detector: str, progress=None) -
     from mmengine.dataset import pseudo_collate
 
     import sepc  # noqa: F401  (registers the SEPC neck and heads)
-
-    from . import latency
-    from .configs import load_profile
-    from .perf import interleaved
+    from bench.run import latency
+    from bench.run.benchmark import interleaved
 
     register_all_modules(init_default_scope=True)
-    lat = load_profile(profile_name).settings.get("latency", {})
-    size = tuple(lat.get("size", (800, 1344)))
-    warmup, rounds = int(lat.get("warmup", 20)), int(lat.get("iters", 100))
-    batch, skip, paper_rounds = (int(lat.get("paper_batch", 8)), int(lat.get("paper_skip", 100)),
-                                 int(lat.get("paper_iters", 200)))
+    lat = load_profile(profile_name).settings.latency
+    size, warmup, rounds = lat.size, lat.warmup, lat.iters
+    batch, skip, paper_rounds = lat.paper_batch, lat.paper_skip, lat.paper_iters
     cells = [cell for cell, _row in _local_done(results, profile_name, detector)]
     step, paper, inputs_of = {}, {}, {}
     per_batch: dict[str, list[int]] = {}
@@ -146,13 +143,11 @@ def time_local(results: Path, cells: list[Cell], show_progress: bool = True) -> 
     import torch
     from tqdm import tqdm
 
-    from .configs import load_profile
-
     saved = torch.get_num_threads()
     tty = sys.stderr.isatty()
     try:
         for profile_name, detector in groups:
-            threads = int(load_profile(profile_name).settings.get("threads") or saved)
+            threads = load_profile(profile_name).settings.threads or saved
             torch.set_num_threads(threads)
             t0 = time.time()
             with tqdm(desc=f"timing {detector}", unit="call", disable=not (show_progress and tty),

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from bench.repo import REPO
+
 TRAIN_ANN = "annotations/instances_train2017.json"
 VAL_ANN = "annotations/instances_val2017.json"
 #: Files above this size get a structural check only (COCO's train json is 448 MB).
@@ -97,7 +98,7 @@ def synthetic_root(params: dict) -> Path:
 
 def ensure_synthetic(params: dict) -> Dataset:
     """Generate the synthetic dataset if it is missing (seconds), then open it."""
-    from .synthetic import ensure_dataset
+    from bench.data.synthetic import ensure_dataset
 
     root = synthetic_root(params)
     ensure_dataset(root, **{k: v for k, v in params.items() if k != "kind"})

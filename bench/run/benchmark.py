@@ -32,14 +32,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import latency
-from .latency import summarise
-from .configs import Options, resolve
-from .matrix import DETECTORS, VARIANTS, Cell, MatrixError, parse_list
-from .pretrained import NONE
+from bench.cellstore import now
+from bench.plan.cells import DETECTORS, VARIANTS, Cell, MatrixError, parse_list
+from bench.plan.options import Options
+from bench.plan.resolve import resolve
+from bench.plan.weights import NONE
+from bench.repo import default_results
+from bench.run import latency
+from bench.run.latency import summarise
 from reports.perf import perf_markdown
-
-from .store import atomic_write_json, atomic_write, default_results, now
+from reports.schema import atomic_write, atomic_write_json
 
 
 @dataclass(frozen=True)
