@@ -1,5 +1,6 @@
 """The matrix, config resolution, the result store and bad input (no training here)."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,6 @@ from bench.plan.config import config_hash
 from bench.plan.options import Options
 from bench.plan.resolve import resolve
 from bench.plan.settings import load_profile
-from reports.schema import atomic_write_json
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -214,23 +214,30 @@ def test_bad_data_roots(tmp_path, coco_root):
         open_coco_root(root)
 
 
-def test_store_writes_atomically_and_merges(tmp_path):
+def test_store_writes_atomically_and_merges(tmp_path, monkeypatch):
     store = CellStore(tmp_path, Cell("smoke", "fsaf", "ibn", 2))
     store.write(status="running")
     store.write(status="done", AP=31.5)
     row = json.loads(store.result_path.read_text())
     assert row["status"] == "done" and row["AP"] == 31.5 and row["variant"] == "ibn"
     assert row["cell_key"] == "fsaf__ibn__s2" and row["seed"] == 2
-    # A write that fails half-way leaves the previous complete file and no temp file behind.
-    with pytest.raises(TypeError):
-        atomic_write_json(store.result_path, {"x": _Unserialisable()})
+    # A write that fails half-way (its bytes in the temp file, not yet on disk) leaves the
+    # previous complete file and no temp file behind.
+    import reports.schema
+
+    written = []
+
+    def disk_full(fd: int) -> None:
+        written.append(os.fstat(fd).st_size)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(reports.schema.os, "fsync", disk_full)
+    with pytest.raises(OSError, match="disk full"):
+        store.write(status="done", AP=99.0)
+    monkeypatch.undo()
+    assert written and written[0] > 0  # it failed inside the write, after the data went out
     assert json.loads(store.result_path.read_text())["AP"] == 31.5
     assert [p.name for p in store.dir.iterdir()] == ["result.json"]
-
-
-class _Unserialisable:
-    def __repr__(self):
-        raise TypeError("cannot serialise")
 
 
 def test_load_returns_one_row_per_cell(tmp_path):

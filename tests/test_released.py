@@ -28,7 +28,6 @@ from reports.schema import METRICS
 from sepc.checkpoint import (
     CheckpointConversionError,
     read_mmdet1_checkpoint,
-    save_mmdet1_checkpoint,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -98,6 +97,7 @@ def released(tmp_path_factory):
     """15 mmdet-1.x checkpoints, a manifest naming them, and a validation split whose ground
     truth is the union of each source model's two best boxes per image."""
     from fixtures.coco_quirks import write_quirks_dataset
+    from fixtures.mmdet1_layout import authors_state_dict, save_authors_checkpoint
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # what a smoke job uses: identical arithmetic on both sides
@@ -113,7 +113,10 @@ def released(tmp_path_factory):
         model = _source_model(cfg, seed=100 + i)
         dataset = dataset or _dataset(cfg)  # the same split and pipeline for every cell
         name = f"{det}-{var}.pth"
-        save_mmdet1_checkpoint(model.state_dict(), ckpts / name, classes=q.classes)
+        # laid out as the authors' modules name it (fixtures.mmdet1_layout), every other file
+        # with DataParallel's "module." prefix: the conversion's renaming rules are exercised
+        state = authors_state_dict(model, cfg, prefix="module." if i % 2 else "")
+        save_authors_checkpoint(state, ckpts / name, classes=q.classes)
         manifest.setdefault(det, {})[var] = name
         raws[(det, var)], preds[(det, var)] = _run(model, dataset)
     (ckpts / "released.toml").write_text(
@@ -467,8 +470,9 @@ def test_failed_conversion_fails_its_cell_with_the_message(released, tmp_path, m
 
 
 def test_a_checkpoint_laid_out_by_the_authors_code_loads_into_every_released_cell(tmp_path):
-    """The round trip above writes its 1.x files with this project's own inverse mapping; here
-    the 1.x key layout comes from the authors' mmdetection 1.1 modules (fixtures.mmdet1_layout:
+    """The AP tests above write their 1.x files from the source models' tensors; here every
+    tensor is random and distinct, and the 1.x key layout comes from the authors' mmdetection
+    1.1 modules (fixtures.mmdet1_layout:
     ResNet, FPN ConvModules, the list neck neck.0/neck.1, the SEPC neck's own names, RetinaHead's
     retina_cls/retina_reg and stacked convs). Every tensor must load, strictly, to the place the
     authors' name says, in all 15 released cells."""

@@ -60,7 +60,9 @@ def smoke(smoke_df: pd.DataFrame):
 
 @pytest.fixture(scope="module")
 def paper_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_synthetic_results(tmp_path_factory.mktemp("paper"), profiles=("paper",), seeds=1, released=True)
+    return write_synthetic_results(
+        tmp_path_factory.mktemp("paper"), profiles=("paper",), seeds=1, released=True
+    )
 
 
 @pytest.fixture(scope="module")
@@ -76,18 +78,30 @@ def _num(model, det: str, var: str) -> pd.Series:
 
 
 def _ap(df: pd.DataFrame, det: str, var: str) -> np.ndarray:
-    return df[(df["detector"] == det) & (df["variant"] == var) & (df["status"] == "done")]["AP"].to_numpy()
+    return df[(df["detector"] == det) & (df["variant"] == var) & (df["status"] == "done")][
+        "AP"
+    ].to_numpy()
 
 
 # ----------------------------------------------------------------------------- store
 
 
-def test_read_results_follows_the_schema(smoke_df: pd.DataFrame) -> None:
-    assert list(smoke_df.columns[: len(COLUMNS)]) == list(COLUMNS)
+def test_read_results_follows_the_schema(smoke_df: pd.DataFrame, smoke_dir: Path) -> None:
+    # every value a row's result.json holds reads back as written, in its schema column
+    raw = json.loads((smoke_dir / "fsaf__sepc__s0" / "result.json").read_text())
+    got = smoke_df[smoke_df["cell_key"] == "fsaf__sepc__s0"].iloc[0]
+    for col in COLUMNS:
+        if raw.get(col) is not None:
+            want = raw[col] if isinstance(raw[col], (str, int, float)) else json.dumps(raw[col])
+            assert got[col] == want, col
     assert len(smoke_df) == 18  # 12 done cells + 4 extra seeds + pending + failed
     # paper order of detectors and variants, then seed
     order = list(zip(smoke_df["detector"], smoke_df["variant"], smoke_df["seed"]))
-    assert order[:3] == [("retinanet", "baseline", 0), ("retinanet", "baseline", 1), ("retinanet", "baseline", 2)]
+    assert order[:3] == [
+        ("retinanet", "baseline", 0),
+        ("retinanet", "baseline", 1),
+        ("retinanet", "baseline", 2),
+    ]
     assert smoke_df["detector"].drop_duplicates().tolist() == ["retinanet", "freeanchor", "fsaf"]
     pending = smoke_df[smoke_df["status"] == "pending"].iloc[0]
     assert np.isnan(pending["AP"]) and pd.isna(pending["params"])
@@ -123,7 +137,9 @@ def test_delta_is_difference_to_the_detectors_baseline(smoke, smoke_df) -> None:
     assert rec["AP_delta"] == pytest.approx(expected)
     cell = smoke.block("ap").display.loc[("FSAF", "ours"), "PConv"]
     assert cell == f"{rec['AP']:.1f} ({expected:+.1f})"
-    assert smoke.block("ap").display.loc[("FSAF", "ours"), "Baseline"] == f"{rec['AP'] - expected:.1f}"
+    assert (
+        smoke.block("ap").display.loc[("FSAF", "ours"), "Baseline"] == f"{rec['AP'] - expected:.1f}"
+    )
 
 
 def test_several_seeds_show_mean_std_n_and_delta_of_means(smoke, smoke_df) -> None:
@@ -135,7 +151,9 @@ def test_several_seeds_show_mean_std_n_and_delta_of_means(smoke, smoke_df) -> No
     assert rec["AP_std"] == pytest.approx(sepc.std(ddof=1))
     assert rec["AP_delta"] == pytest.approx(sepc.mean() - base.mean())
     cell = smoke.block("ap").display.loc[("RetinaNet", "ours"), "SEPC"]
-    assert cell.startswith(f"{sepc.mean():.1f} ± {sepc.std(ddof=1):.2f} ({sepc.mean() - base.mean():+.1f}")
+    assert cell.startswith(
+        f"{sepc.mean():.1f} ± {sepc.std(ddof=1):.2f} ({sepc.mean() - base.mean():+.1f}"
+    )
     assert cell.endswith("n=3")
     # single-seed cells carry no ± and no n
     assert "±" not in smoke.block("ap").display.loc[("RetinaNet", "ours"), "PConv"]
@@ -175,7 +193,11 @@ def test_running_cancelled_and_partial_cells() -> None:
     assert ap.loc[("RetinaNet", "ours"), "PConv"] == "running"
     assert ap.loc[("RetinaNet", "ours"), "iBN+PConv"] == "cancelled"
     sepc = ap.loc[("RetinaNet", "ours"), "SEPC"]
-    assert "n=2" in sepc and "[1 failed]" in sepc and m.block("ap").states.loc[("RetinaNet", "ours"), "SEPC"] == "partial"
+    assert (
+        "n=2" in sepc
+        and "[1 failed]" in sepc
+        and m.block("ap").states.loc[("RetinaNet", "ours"), "SEPC"] == "partial"
+    )
     rec = _num(m, "retinanet", "sepc")
     assert rec["status"] == "partial" and rec["n_seeds"] == 2 and rec["n_failed"] == 1
     # a whole detector that never ran is a row of "—", not of zeros
@@ -191,15 +213,22 @@ def test_done_cell_without_latency_reads_na() -> None:
 
 
 def test_latency_is_median_and_percent_over_baseline(smoke, smoke_df) -> None:
-    lat = smoke_df[(smoke_df["detector"] == "retinanet") & (smoke_df["variant"] == "sepc")]["latency_ms"]
-    base = smoke_df[(smoke_df["detector"] == "retinanet") & (smoke_df["variant"] == "baseline")]["latency_ms"]
+    lat = smoke_df[(smoke_df["detector"] == "retinanet") & (smoke_df["variant"] == "sepc")][
+        "latency_ms"
+    ]
+    base = smoke_df[(smoke_df["detector"] == "retinanet") & (smoke_df["variant"] == "baseline")][
+        "latency_ms"
+    ]
     rec = _num(smoke, "retinanet", "sepc")
     assert rec["latency_ms"] == pytest.approx(lat.median())
     assert rec["latency_pct"] == pytest.approx((lat.median() / base.median() - 1) * 100)
     cell = smoke.block("latency").display.loc[("RetinaNet", "model step"), "SEPC"]
     assert cell == f"{lat.median():.1f} ms ({rec['latency_pct']:+.1f}%)"
     base_params = rec["params_M"] - rec["params_M_delta"]
-    assert smoke.block("cost").display.loc[("RetinaNet", "params (M)"), "Baseline"] == f"{base_params:.2f}"
+    assert (
+        smoke.block("cost").display.loc[("RetinaNet", "params (M)"), "Baseline"]
+        == f"{base_params:.2f}"
+    )
 
 
 def test_paper_profile_shows_published_released_and_difference(paper_dir: Path) -> None:
@@ -252,13 +281,18 @@ def test_released_rows_sit_beside_ours_and_missing_ones_are_not_zero(tmp_path: P
     assert ap.loc[("RetinaNet", "released"), "Baseline"] == NOT_RUN
     assert ap.loc[("RetinaNet", "released − pub."), "Baseline"] == NOT_RUN
     rec = _num(m, "retinanet", "sepc")
-    assert ap.loc[("RetinaNet", "released"), "SEPC"] == f"{rec['released_AP']:.1f}"  # no released baseline
+    assert (
+        ap.loc[("RetinaNet", "released"), "SEPC"] == f"{rec['released_AP']:.1f}"
+    )  # no released baseline
     assert ap.loc[("RetinaNet", "released − pub."), "SEPC"] == f"{rec['released_AP'] - 39.6:+.1f}"
     assert ap.loc[("FSAF", "released"), "SEPC"] == "FAILED"
     assert ap.loc[("FSAF", "released"), "PConv"] == NOT_RUN
     assert [r for d, r in lat.index if d == "RetinaNet"] == [
         "model step", "paper protocol", "released: model step", "released: paper protocol"]
-    assert lat.loc[("RetinaNet", "released: model step"), "SEPC"] == f"{rec['released_latency_ms']:.1f} ms"
+    assert (
+        lat.loc[("RetinaNet", "released: model step"), "SEPC"]
+        == f"{rec['released_latency_ms']:.1f} ms"
+    )
     assert lat.loc[("RetinaNet", "released: model step"), "Baseline"] == NOT_RUN
     assert lat.loc[("FSAF", "released: paper protocol"), "SEPC"] == "FAILED"
     assert any(f.startswith("released: the authors' mmdet-1.1 checkpoints") for f in m.footnotes)
@@ -301,7 +335,9 @@ def test_every_row_names_its_profile(tmp_path: Path) -> None:
     page = build_report(tmp_path, tmp_path / "out", ["html"])["html"].read_text(encoding="utf-8")
     for name in ("paper", "paper-modern", "smoke"):
         assert f'<h2 id="profile-{name}">Profile <code>{name}</code></h2>' in page
-        assert page.count(f'data-profile="{name}"') == 5  # summary, AP, latency, cost, the size|error chart pair
+        assert (
+            page.count(f'data-profile="{name}"') == 5
+        )  # summary, AP, latency, cost, the size|error chart pair
 
 
 def test_the_table_marks_what_the_summary_claims(smoke_df: pd.DataFrame) -> None:
@@ -316,7 +352,11 @@ def test_the_table_marks_what_the_summary_claims(smoke_df: pd.DataFrame) -> None
               ("fsaf", "sepc"): Finding("AP", error="ZeroDivisionError: division by zero")}
     m = build_table(smoke_df, claims=claims)
     rec = _num(m, "retinanet", "sepc")
-    assert (rec["AP_delta_low"], rec["AP_delta_high"], rec["AP_delta_significant"]) == (0.4, 3.1, True)
+    assert (rec["AP_delta_low"], rec["AP_delta_high"], rec["AP_delta_significant"]) == (
+        0.4,
+        3.1,
+        True,
+    )
     assert "†" in m.block("ap").display.loc[("RetinaNet", "ours"), "SEPC"]
     assert _num(m, "retinanet", "ibn")["AP_delta_significant"] is False
     assert "†" not in m.block("ap").display.loc[("RetinaNet", "ours"), "iBN+PConv"]
@@ -332,11 +372,24 @@ def test_entries_carry_the_numbers(smoke) -> None:
     """Each cell is an Entry with the numbers of the numeric frame: nothing to parse back."""
     rec = _num(smoke, "retinanet", "sepc")
     e = smoke.block("ap").entries.loc[("RetinaNet", "ours"), "SEPC"]
-    assert e.state == "value" and e.value == rec["AP"] and e.n == 3 and e.std == pytest.approx(rec["AP_std"])
-    assert e.delta == rec["AP_delta"] and (e.delta_lo, e.delta_hi) == (rec["AP_delta_low"], rec["AP_delta_high"])
+    assert (
+        e.state == "value"
+        and e.value == rec["AP"]
+        and e.n == 3
+        and e.std == pytest.approx(rec["AP_std"])
+    )
+    assert e.delta == rec["AP_delta"] and (e.delta_lo, e.delta_hi) == (
+        rec["AP_delta_low"],
+        rec["AP_delta_high"],
+    )
     assert e.significant is bool(rec["AP_delta_significant"])
     lat = smoke.block("latency").entries.loc[("RetinaNet", "model step"), "SEPC"]
-    assert (lat.value, lat.unit, lat.delta, lat.delta_unit) == (rec["latency_ms"], "ms", rec["latency_pct"], "%")
+    assert (lat.value, lat.unit, lat.delta, lat.delta_unit) == (
+        rec["latency_ms"],
+        "ms",
+        rec["latency_pct"],
+        "%",
+    )
     base = smoke.block("latency").entries.loc[("RetinaNet", "model step"), "Baseline"]
     assert base.delta is None  # the baseline has no difference to itself
     failed = smoke.block("cost").entries.loc[("FSAF", "FLOPs (G)"), "SEPC"]
@@ -348,8 +401,10 @@ def test_html_spans_come_from_the_entry() -> None:
 
     e = Entry("partial", 37.14, std=0.123, n=2, delta=-1.26, significant=True, note="1 failed <x>")
     assert entry_text(e) == "37.1 ± 0.12 (-1.3†) n=2 [1 failed <x>]"
-    assert entry_html(e) == ('37.1 ± 0.12 <span class="delta neg">(-1.3†)</span> <span class="n">n=2</span> '
-                             '<span class="partialnote">[1 failed &lt;x&gt;]</span>')
+    assert entry_html(e) == (
+        '37.1 ± 0.12 <span class="delta neg">(-1.3†)</span> <span class="n">n=2</span> '
+        '<span class="partialnote">[1 failed &lt;x&gt;]</span>'
+    )
     # a fall that rounds to zero prints as +0.0, and is styled as what it prints
     assert entry_html(Entry("value", 41.31, unit="ms", delta=-0.04, delta_unit="%")) == (
         '41.3 ms <span class="delta pos">(+0.0%)</span>')
@@ -417,7 +472,11 @@ def _tex_unescape(s: str) -> str:
 
 def test_latex_is_booktabs_and_parses_back(smoke) -> None:
     tex = render_latex(smoke)
-    assert r"\toprule" in tex and r"\bottomrule" in tex and tex.count(r"\midrule") == 2 * len(smoke.blocks)
+    assert (
+        r"\toprule" in tex
+        and r"\bottomrule" in tex
+        and tex.count(r"\midrule") == 2 * len(smoke.blocks)
+    )
     body = [ln for ln in tex.splitlines() if ln.endswith(r"\\") and "multicolumn" not in ln]
     rows = [[_tex_unescape(c.strip()) for c in ln[: -2].split(" & ")] for ln in body]
     assert rows[0] == ["Detector", "", *VARIANT_COLS]
@@ -482,8 +541,18 @@ def test_html_escapes_everything_from_results(smoke_report: dict[str, Path]) -> 
 
 def test_html_escapes_hostile_profile_and_fields(tmp_path: Path) -> None:
     evil = '<img src=x onerror="alert(1)">'
-    write_cell(tmp_path, result_row("smoke", "retinanet", "baseline", profile=evil, device=evil, config_hash=evil,
-                                    versions=json.dumps({"torch": evil})))
+    write_cell(
+        tmp_path,
+        result_row(
+            "smoke",
+            "retinanet",
+            "baseline",
+            profile=evil,
+            device=evil,
+            config_hash=evil,
+            versions=json.dumps({"torch": evil}),
+        ),
+    )
     write_cell(tmp_path, result_row("smoke", "retinanet", "pconv", status="cancelled", profile=evil,
                                     error="cancelled by <user> & 'co'"), log="<iframe src=//x>\n")
     page = build_report(tmp_path, tmp_path / "out", ["html"])["html"].read_text(encoding="utf-8")
@@ -492,7 +561,9 @@ def test_html_escapes_hostile_profile_and_fields(tmp_path: Path) -> None:
     assert "cancelled by &lt;user&gt; &amp; &#x27;co&#x27;" in page
 
 
-def test_html_is_self_contained_with_the_table_plots_and_status(smoke_report: dict[str, Path], smoke_dir: Path) -> None:
+def test_html_is_self_contained_with_the_table_plots_and_status(
+    smoke_report: dict[str, Path], smoke_dir: Path
+) -> None:
     html_path = smoke_report["html"]
     dom = _dom(html_path.read_text(encoding="utf-8"))
     # no network: every src is a data URI, links are relative or in-page
@@ -512,7 +583,13 @@ def test_html_is_self_contained_with_the_table_plots_and_status(smoke_report: di
     ours = re.findall(r'<tr[^>]*data-detector="(\w+)" data-row="ours">(.*?)</tr>', ap, re.S)
     assert [d for d, _ in ours] == ["retinanet", "freeanchor", "fsaf"]
     for _d, row in ours:
-        assert re.findall(r'data-variant="(\w+)"', row) == ["baseline", "pconv", "ibn", "sepc_lite", "sepc"]
+        assert re.findall(r'data-variant="(\w+)"', row) == [
+            "baseline",
+            "pconv",
+            "ibn",
+            "sepc_lite",
+            "sepc",
+        ]
     # the job.log links resolve from where the report is
     hrefs = [a["href"] for t, a in dom.tags if t == "a" and a.get("href", "").endswith("job.log")]
     assert hrefs and all((html_path.parent / h).resolve().is_file() for h in hrefs)
@@ -530,24 +607,40 @@ def test_html_is_self_contained_with_the_table_plots_and_status(smoke_report: di
 # ----------------------------------------------------------------------------- build / CLI
 
 
-def test_build_report_writes_all_outputs_atomically(smoke_dir: Path, smoke_report: dict[str, Path]) -> None:
-    assert {"md", "csv", "tex", "html", "ap_vs_latency", "ap_gain_by_size", "training_curves"} <= set(smoke_report)
+def test_build_report_writes_all_outputs_atomically(
+    smoke_dir: Path, smoke_report: dict[str, Path]
+) -> None:
+    assert {
+        "md",
+        "csv",
+        "tex",
+        "html",
+        "ap_vs_latency",
+        "ap_gain_by_size",
+        "training_curves",
+    } <= set(smoke_report)
     out = smoke_report["html"].parent
-    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in smoke_report.values())  # no temp files
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        p.name for p in smoke_report.values()
+    )  # no temp files
     for p in smoke_report.values():
         assert p.stat().st_size > 0
     png = smoke_report["training_curves"].read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_default_out_dir_and_cli(smoke_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_default_out_dir_and_cli(
+    smoke_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as e:
         main(["--help"])
     assert e.value.code == 0 and "--out" in capsys.readouterr().out
     assert main([str(smoke_dir), "--format", "md,csv", "--format", "text"]) == 0
     out = capsys.readouterr().out
     assert "COCO box AP" in out and "FAILED" in out
-    assert (smoke_dir / "report" / "table.md").is_file() and (smoke_dir / "report" / "table.csv").is_file()
+    assert (smoke_dir / "report" / "table.md").is_file() and (
+        smoke_dir / "report" / "table.csv"
+    ).is_file()
     assert main([str(tmp_path / "nope"), "-q"]) == 2
     with pytest.raises(SystemExit):
         main([str(smoke_dir), "--format", "pdf"])
@@ -555,11 +648,22 @@ def test_default_out_dir_and_cli(smoke_dir: Path, tmp_path: Path, capsys: pytest
 
 def test_sweep_json_cells_without_result_are_named(tmp_path: Path) -> None:
     write_cell(tmp_path, result_row("smoke", "retinanet", "baseline"))
-    write_sweep(tmp_path, "slurm", extra={"fsaf__sepc__s0": {"executor": "slurm", "job_id": "77_3<x>",
-                                                              "submitted_at": "2025-11-26T04:00:00Z"}})
+    write_sweep(
+        tmp_path,
+        "slurm",
+        extra={
+            "fsaf__sepc__s0": {
+                "executor": "slurm",
+                "job_id": "77_3<x>",
+                "submitted_at": "2025-11-26T04:00:00Z",
+            }
+        },
+    )
     page = build_report(tmp_path, tmp_path / "out", ["html"])["html"].read_text(encoding="utf-8")
     assert "2 cells submitted (2 via slurm)" in page
-    assert "Submitted but no result.json (1)" in page and "fsaf__sepc__s0 (job 77_3&lt;x&gt;" in page
+    assert (
+        "Submitted but no result.json (1)" in page and "fsaf__sepc__s0 (job 77_3&lt;x&gt;" in page
+    )
 
 
 def test_empty_and_all_failed_stores_do_not_crash(tmp_path: Path) -> None:
@@ -569,7 +673,9 @@ def test_empty_and_all_failed_stores_do_not_crash(tmp_path: Path) -> None:
     assert (paths["md"].read_text().count(NOT_RUN)) >= 15
     failed = tmp_path / "failed"
     for d in ("retinanet", "fsaf"):
-        write_cell(failed, result_row("smoke", d, "sepc", status="failed", error="OOM"), curve=False)
+        write_cell(
+            failed, result_row("smoke", d, "sepc", status="failed", error="OOM"), curve=False
+        )
     paths = build_report(failed, tmp_path / "o2")
     assert "FAILED" in paths["md"].read_text()
     assert paths["html"].read_text(encoding="utf-8").count("OOM") >= 2
@@ -577,7 +683,9 @@ def test_empty_and_all_failed_stores_do_not_crash(tmp_path: Path) -> None:
 
 def test_csv_reads_with_the_stdlib(smoke_report: dict[str, Path]) -> None:
     rows = list(csv.DictReader(smoke_report["csv"].open(encoding="utf-8")))
-    assert len(rows) == 15 and rows[0]["detector"] == "retinanet" and rows[0]["variant"] == "baseline"
+    assert (
+        len(rows) == 15 and rows[0]["detector"] == "retinanet" and rows[0]["variant"] == "baseline"
+    )
     assert float(rows[0]["AP"]) > 0
 
 
@@ -592,12 +700,20 @@ def test_a_fourth_detector_is_a_row_with_its_own_published_figures(tmp_path: Pat
         write_cell(root, row, curve=False)
     m = build_table(read_results(root))
     ap = m.block("ap").display
-    assert [d for d in dict.fromkeys(d for d, _r in ap.index)] == ["RetinaNet", "FreeAnchor", "FSAF", "ATSS"]
+    assert [d for d in dict.fromkeys(d for d, _r in ap.index)] == [
+        "RetinaNet",
+        "FreeAnchor",
+        "FSAF",
+        "ATSS",
+    ]
     assert list(ap.columns)[-2:] == ["SEPC", "SEPC w/o iBN"]
     assert ap.loc[("ATSS", "published"), "Baseline"] == "39.4†"
     assert ap.loc[("ATSS", "published"), "SEPC w/o iBN"].startswith("42.1‡")
     assert ap.loc[("ATSS", "ours"), "SEPC w/o iBN"] == "41.7 (+2.8)"
-    assert ap.loc[("ATSS", "ours"), "PConv"] == "—" and ap.loc[("RetinaNet", "ours"), "SEPC w/o iBN"] == "—"
+    assert (
+        ap.loc[("ATSS", "ours"), "PConv"] == "—"
+        and ap.loc[("RetinaNet", "ours"), "SEPC w/o iBN"] == "—"
+    )
     assert any(f.startswith("† ATSS Baseline, published: not the paper's") for f in m.footnotes)
     page = build_report(root, tmp_path / "out", ["html"])["html"].read_text(encoding="utf-8")
     assert '<tr class="group-start" data-detector="atss" data-row="ours">' in page

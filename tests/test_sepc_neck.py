@@ -32,7 +32,8 @@ def _pyramid(n=2, c=8, size=32, levels=5, seed=0):
 def test_registered_in_mmdet():
     from mmdet.registry import MODELS
 
-    for name in ("SEPC", "SEPCRetinaHead", "SEPCFSAFHead", "SEPCFreeAnchorRetinaHead"):
+    for name in ("SEPC", "SEPCRetinaHead", "SEPCFSAFHead", "SEPCFreeAnchorRetinaHead",
+                 "SEPCATSSHead"):
         assert MODELS.get(name) is not None, name
 
 
@@ -120,7 +121,8 @@ def test_lcconv_padding_option(padding, expect):
 
 
 def _original_keys(ibn, pconv_deform, lcconv_deform):
-    """The released checkpoints' neck names (as the SEPC release's sepc.py names them), written out independently."""
+    """The released checkpoints' neck names (as the SEPC release's sepc.py names them), written
+    out independently."""
     keys = []
     for i in range(4):
         for j in range(3):

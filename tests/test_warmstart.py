@@ -62,18 +62,40 @@ def test_every_cell_starts_from_the_same_backbone_and_fpn():
     assert none.model.backbone.init_cfg is None and "init_cfg" not in none.model.neck[0]
 
 
-def test_key_covers_knobs_code_and_config():
-    import hashlib
-
+def test_key_covers_knobs_code_and_config(monkeypatch, tmp_path):
     from bench.plan.settings import load_profile
 
     k, blob = warmstart.recipe("smoke", None)
     recipe = json.loads(blob)
-    assert k == hashlib.sha256(blob.encode()).hexdigest()[:16]
     assert recipe["data"] == load_profile("smoke").settings.data  # the generator's knobs
-    assert recipe["code"] == warmstart.code_digest() and len(recipe["versions"]) == 3
+    assert len(recipe["versions"]) == 3
     assert str(REPO) not in blob  # the same key in every clone of the repository
-    assert warmstart.key("smoke", iters=7) != k
+    assert warmstart.key("smoke", iters=7) != k  # the schedule moves it
+
+    def key_now() -> str:
+        warmstart.recipe.cache_clear()
+        try:
+            return warmstart.key("smoke")
+        finally:
+            warmstart.recipe.cache_clear()
+
+    # a warm-start setting moves it (a model delta the cells never see)
+    real = warmstart.settings
+    monkeypatch.setattr(warmstart, "settings", lambda name: dataclasses.replace(
+        real(name), model={**real(name).model, "neck": {"num_outs": 5}}))
+    assert key_now() != k
+    monkeypatch.setattr(warmstart, "settings", real)
+    assert key_now() == k
+    # and so does the code that trains it: the same files elsewhere give the same key, one
+    # changed byte another
+    for rel in warmstart.CODE:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes((REPO / rel).read_bytes())
+    monkeypatch.setattr(warmstart, "REPO", tmp_path)
+    assert key_now() == k
+    code = tmp_path / warmstart.CODE[0]
+    code.write_bytes(code.read_bytes() + b"\n# trains otherwise\n")
+    assert key_now() != k
 
 
 def test_profile_without_a_warm_start_is_a_clear_error():
