@@ -12,7 +12,7 @@ QUICK ?=
 ITERS ?= $(if $(QUICK),200,)
 table_dir = $(or $(RESULTS),$(if $(ITERS),results/$(PROFILE)-$(ITERS)it))
 
-.PHONY: help setup table screenshot released pilot sweep status test test-all test-fast slurm-up slurm-down slurm-check chromium bench bench-micro gpu-check clean
+.PHONY: help setup table screenshot released pilot sweep status lint test test-all test-fast slurm-up slurm-down slurm-check chromium bench bench-micro gpu-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -58,13 +58,16 @@ chromium:  ## install headless Chromium (the report's browser test)
 # are there, else each module is skipped with one line naming the target below. Under CI=true
 # (CI sets it) the services are set up first and required.
 ci := $(filter true 1 yes,$(CI))
-test: setup $(if $(ci),slurm-up chromium)  ## the whole suite (SLURM/browser tests skipped without their services; CI=true requires them)
+lint: setup  ## ruff: lint and import order (pyproject.toml [tool.ruff]; `ruff check --fix .` mends most)
+	$(PY) -m ruff check .
+
+test: lint $(if $(ci),slurm-up chromium)  ## the linter, then the whole suite (SLURM/browser tests skipped without their services; CI=true requires them)
 	$(PY) -m pytest -q $(ARGS)
 
-test-all: setup slurm-up chromium  ## as root: start the local SLURM cluster, install Chromium, run every test (services required)
+test-all: lint slurm-up chromium  ## as root: the linter, the local SLURM cluster, Chromium, then every test (services required)
 	CI=true $(PY) -m pytest -q $(ARGS)
 
-test-fast: setup  ## unit tests only (no SLURM, no browser, no end-to-end sweep)
+test-fast: lint  ## the linter and the unit tests (no SLURM, no browser, no end-to-end sweep)
 	$(PY) -m pytest -q -m "not slow and not slurm and not browser" $(ARGS)
 
 bench: setup  ## inference speed of every detector x variant, interleaved, -> results/smoke/perf.{json,md} (docs/performance.md)

@@ -68,11 +68,15 @@ def rows(df: pd.DataFrame) -> list[list[str]]:
 def totals(df: pd.DataFrame) -> dict[str, float]:
     """Sums over the finished pilots: wall hours of all cells and GPU-hours."""
     done = df[df["status"] == "done"] if len(df) else df
-    return dict(cells=len(done),
-                wall_h=float(pd.to_numeric(done.get("forecast_wall_s"), errors="coerce").sum()) / 3600
-                if len(done) else 0.0,
-                gpu_hours=float(pd.to_numeric(done.get("forecast_gpu_hours"),
-                                              errors="coerce").sum()) if len(done) else 0.0)
+    return dict(
+        cells=len(done),
+        wall_h=float(pd.to_numeric(done.get("forecast_wall_s"), errors="coerce").sum()) / 3600
+        if len(done)
+        else 0.0,
+        gpu_hours=float(pd.to_numeric(done.get("forecast_gpu_hours"), errors="coerce").sum())
+        if len(done)
+        else 0.0,
+    )
 
 
 def render_text(df: pd.DataFrame) -> str:

@@ -8,21 +8,43 @@ own FSAF assigner and loss (``sepc.legacy_fsaf``), a channels-last training hook
 MLflow logging that MLflow accepts (``sepc.engine``), and lets torch >= 2.6 load mmengine
 checkpoints.
 """
-from .checkpoint import allow_mmengine_checkpoints
 from . import heads
+from .checkpoint import allow_mmengine_checkpoints
 from .engine import ChannelsLastHook, MLflowNamedVisBackend
 from .heads import *  # noqa: F403  (every SEPC head: a new head needs no edit here)
-from .legacy import (LegacyBboxOverlaps2D, LegacyCocoMetric, LegacyDetDataPreprocessor,
-                     LegacyLoadAnnotations, LegacyRandomFlip, LegacyResize, LegacyTBLRBBoxCoder)
+from .legacy import (
+    LegacyBboxOverlaps2D,
+    LegacyCocoMetric,
+    LegacyDetDataPreprocessor,
+    LegacyLoadAnnotations,
+    LegacyRandomFlip,
+    LegacyResize,
+    LegacyTBLRBBoxCoder,
+)
 from .legacy_fsaf import EffectiveAreaAssigner, IoULossTBLR
 from .necks import SEPC, PConvModule, fuse_ibn
 from .ops import SEPCConv, deform_conv2d
 
 allow_mmengine_checkpoints()
 
-__all__ = ["SEPC", "PConvModule", "SEPCConv", *heads.__all__, "LegacyTBLRBBoxCoder",
-           "LegacyCocoMetric", "LegacyBboxOverlaps2D", "LegacyDetDataPreprocessor", "LegacyLoadAnnotations",
-           "LegacyRandomFlip", "LegacyResize", "EffectiveAreaAssigner", "IoULossTBLR",
-           "deform_conv2d", "fuse_ibn", "allow_mmengine_checkpoints", "ChannelsLastHook",
-           "MLflowNamedVisBackend"]
+__all__ = [
+    "SEPC",
+    "PConvModule",
+    "SEPCConv",
+    *heads.__all__,
+    "LegacyTBLRBBoxCoder",
+    "LegacyCocoMetric",
+    "LegacyBboxOverlaps2D",
+    "LegacyDetDataPreprocessor",
+    "LegacyLoadAnnotations",
+    "LegacyRandomFlip",
+    "LegacyResize",
+    "EffectiveAreaAssigner",
+    "IoULossTBLR",
+    "deform_conv2d",
+    "fuse_ibn",
+    "allow_mmengine_checkpoints",
+    "ChannelsLastHook",
+    "MLflowNamedVisBackend",
+]
 __version__ = "0.1.0"

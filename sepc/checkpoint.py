@@ -1,4 +1,5 @@
-"""Checkpoints: loading mmengine's own under torch >= 2.6, and converting the authors' mmdet-1.x files.
+"""Checkpoints: loading mmengine's own under torch >= 2.6, and converting the authors' mmdet-1.x
+files.
 
 torch >= 2.6 unpickles with ``weights_only=True`` by default and mmengine 0.10.7 does not pass
 ``weights_only``, so resuming from an mmengine checkpoint fails on the few non-tensor types it
@@ -91,7 +92,8 @@ def shorten_keys(keys: list[str], n: int = 12) -> str:
 
 def convert_state_dict(src: Mapping[str, Tensor], model: nn.Module,
                        rules: list[tuple[str, str]] = MMDET1_TO_3_RULES) -> dict[str, Tensor]:
-    """Map an mmdet-1.x state dict onto ``model``; every tensor must be used and every model key set.
+    """Map an mmdet-1.x state dict onto ``model``; every tensor must be used and every model key
+    set.
 
     Raises CheckpointConversionError naming unmapped keys, shape mismatches and missing keys,
     with a hint when the deformable layers of checkpoint and model disagree.
@@ -117,13 +119,17 @@ def convert_state_dict(src: Mapping[str, Tensor], model: nn.Module,
         if mismatched:
             parts.append(f"{len(mismatched)} shape mismatches: {shorten_keys(mismatched)}")
         if missing:
-            parts.append(f"{len(missing)} model keys missing from the checkpoint: {shorten_keys(missing)}")
+            parts.append(
+                f"{len(missing)} model keys missing from the checkpoint: {shorten_keys(missing)}"
+            )
         if any("conv_offset" in k for k in unmapped):
             parts.append("hint: the checkpoint has deformable (offset) convs that this variant "
                          "lacks: is it a SEPC / SEPC-lite checkpoint?")
         if any("conv_offset" in k for k in missing):
             parts.append("hint: this variant has deformable convs the checkpoint lacks")
-        if any(k.split(" ")[0].endswith(("retina_cls.weight", "retina_cls.bias")) for k in mismatched):
+        if any(
+            k.split(" ")[0].endswith(("retina_cls.weight", "retina_cls.bias")) for k in mismatched
+        ):
             parts.append("hint: the classifier's width (classes x anchors) differs: are the data "
                          "root's categories the checkpoint's (COCO's 80 for the released models), "
                          "and is it the same detector?")

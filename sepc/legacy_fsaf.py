@@ -85,7 +85,9 @@ class EffectiveAreaAssigner(BaseAssigner):
         gt_inds[in_ignore.any(dim=1)] = -1
         matched = in_eff.any(dim=1)
         if matched.any():
-            areas = (gt_bboxes[:, 2] - gt_bboxes[:, 0] + 1) * (gt_bboxes[:, 3] - gt_bboxes[:, 1] + 1)
+            areas = (gt_bboxes[:, 2] - gt_bboxes[:, 0] + 1) * (
+                gt_bboxes[:, 3] - gt_bboxes[:, 1] + 1
+            )
             # The release's priorities: the sort indices themselves, not the ranks they encode.
             _, sort_idx = areas.sort(descending=True)
             priority = torch.where(in_eff, sort_idx[None, :], sort_idx.new_tensor(-1))

@@ -10,7 +10,6 @@ import pickle
 
 import numpy as np
 import pytest
-
 from pycocotools.cocoeval import COCOeval
 
 from reports import compare

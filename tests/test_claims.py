@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_bootstrap import make_dets, make_gt
 
 from experiments.noise import SeedSpread
 from reports.stats.claims import Spread, detectable, difference_interval, pooled_spread
-from test_bootstrap import make_dets, make_gt
 
 REPO = Path(__file__).resolve().parent.parent
 SIGMA_TRAIN, SIGMA_IMG = 1.0, 0.5  # AP points: seed noise of one run, image-sampling noise

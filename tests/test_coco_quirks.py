@@ -22,7 +22,10 @@ TEST_PIPELINE = [
     dict(type="LoadImageFromFile"),
     dict(type="Resize", scale=(320, 320), keep_ratio=True),
     dict(type="LoadAnnotations", with_bbox=True),
-    dict(type="PackDetInputs", meta_keys=("img_id", "img_path", "ori_shape", "img_shape", "scale_factor")),
+    dict(
+        type="PackDetInputs",
+        meta_keys=("img_id", "img_path", "ori_shape", "img_shape", "scale_factor"),
+    ),
 ]
 
 
@@ -70,7 +73,11 @@ def test_files_have_the_quirks(quirks: QuirksDataset) -> None:
     assert [a["id"] for a in crowd] == [quirks.crowd_ann_id]
     coco = COCO(str(quirks.ann_file))
     m = coco.annToMask(coco.anns[quirks.crowd_ann_id])
-    assert m.sum() == crowd[0]["area"] and mask_utils.toBbox(coco.annToRLE(coco.anns[quirks.crowd_ann_id])).tolist() == crowd[0]["bbox"]
+    assert (
+        m.sum() == crowd[0]["area"]
+        and mask_utils.toBbox(coco.annToRLE(coco.anns[quirks.crowd_ann_id])).tolist()
+        == crowd[0]["bbox"]
+    )
 
 
 def test_rle_encode_roundtrip() -> None:
@@ -100,9 +107,17 @@ def test_every_image_decodes_to_three_channels(quirks: QuirksDataset) -> None:
         seen.add(sample.img_id)
     assert seen == set(quirks.image_ids)
     # The grayscale image really is gray in all three channels; the CMYK one is not blank.
-    gray = next(ds[i]["inputs"] for i in range(len(ds)) if ds.get_data_info(i)["img_id"] == quirks.gray_image_id)
+    gray = next(
+        ds[i]["inputs"]
+        for i in range(len(ds))
+        if ds.get_data_info(i)["img_id"] == quirks.gray_image_id
+    )
     assert torch.equal(gray[0], gray[1]) and torch.equal(gray[1], gray[2])
-    cmyk = next(ds[i]["inputs"] for i in range(len(ds)) if ds.get_data_info(i)["img_id"] == quirks.cmyk_image_id)
+    cmyk = next(
+        ds[i]["inputs"]
+        for i in range(len(ds))
+        if ds.get_data_info(i)["img_id"] == quirks.cmyk_image_id
+    )
     assert cmyk.float().std() > 10
 
 
@@ -127,7 +142,10 @@ def test_label_index_maps_back_to_category_ids(quirks: QuirksDataset) -> None:
         # After the test pipeline crowd boxes are set aside and the rest stay in original image
         # pixels (LoadAnnotations runs after Resize), which is where predictions are compared.
         out = ds[i]["data_samples"]
-        orig = np.array([inst["bbox"] for inst in info["instances"] if not inst["ignore_flag"]], dtype=np.float32).reshape(-1, 4)
+        orig = np.array(
+            [inst["bbox"] for inst in info["instances"] if not inst["ignore_flag"]],
+            dtype=np.float32,
+        ).reshape(-1, 4)
         assert np.array_equal(out.gt_instances.bboxes.numpy(), orig)
         assert [ds.cat_ids[int(lbl)] for lbl in out.gt_instances.labels] == [
             ds.cat_ids[inst["bbox_label"]] for inst in info["instances"] if not inst["ignore_flag"]
@@ -146,13 +164,19 @@ def test_empty_image_kept_for_evaluation(quirks: QuirksDataset) -> None:
     dropped = _dataset(quirks, test_mode=False, filter_cfg=dict(filter_empty_gt=True))
     assert ids(dropped) == set(quirks.image_ids) - {quirks.empty_image_id}
     # test_mode never filters.
-    assert quirks.empty_image_id in ids(_dataset(quirks, test_mode=True, filter_cfg=dict(filter_empty_gt=True)))
+    assert quirks.empty_image_id in ids(
+        _dataset(quirks, test_mode=True, filter_cfg=dict(filter_empty_gt=True))
+    )
 
 
-def _perfect_predictions(q: QuirksDataset, cat_ids: list[int], score: float = 0.5) -> dict[int, dict[str, list]]:
+def _perfect_predictions(
+    q: QuirksDataset, cat_ids: list[int], score: float = 0.5
+) -> dict[int, dict[str, list]]:
     """Ground truth as detections: boxes in original pixels (xyxy), labels as indices."""
     data = _gt(q)
-    preds: dict[int, dict[str, list]] = {i["id"]: {"bboxes": [], "scores": [], "labels": []} for i in data["images"]}
+    preds: dict[int, dict[str, list]] = {
+        i["id"]: {"bboxes": [], "scores": [], "labels": []} for i in data["images"]
+    }
     for a in data["annotations"]:
         if a["iscrowd"]:
             continue
@@ -164,7 +188,9 @@ def _perfect_predictions(q: QuirksDataset, cat_ids: list[int], score: float = 0.
     return preds
 
 
-def _evaluate(q: QuirksDataset, ds, preds: dict[int, dict[str, list]], outfile_prefix: str | None = None) -> dict[str, float]:  # noqa: ANN001
+def _evaluate(
+    q: QuirksDataset, ds, preds: dict[int, dict[str, list]], outfile_prefix: str | None = None
+) -> dict[str, float]:  # noqa: ANN001
     from mmdet.evaluation import CocoMetric
 
     metric = CocoMetric(ann_file=str(q.ann_file), metric="bbox", outfile_prefix=outfile_prefix)
@@ -189,12 +215,18 @@ def test_perfect_predictions_give_ap_one(quirks: QuirksDataset, tmp_path: Path) 
     preds = _perfect_predictions(quirks, list(ds.cat_ids))
     res = _evaluate(quirks, ds, preds, outfile_prefix=str(tmp_path / "det"))
     assert res["coco/bbox_mAP"] == pytest.approx(1.0)
-    assert res["coco/bbox_mAP_50"] == pytest.approx(1.0) and res["coco/bbox_mAP_75"] == pytest.approx(1.0)
+    assert res["coco/bbox_mAP_50"] == pytest.approx(1.0) and res[
+        "coco/bbox_mAP_75"
+    ] == pytest.approx(1.0)
     for k in ("s", "m", "l"):
         assert res[f"coco/bbox_mAP_{k}"] == pytest.approx(1.0)  # every area range has objects
     # The written detections carry the original category ids and boxes, not label indices.
     dets = json.loads((tmp_path / "det.bbox.json").read_text())
-    gt = {(a["image_id"], a["category_id"], tuple(a["bbox"])) for a in _gt(quirks)["annotations"] if not a["iscrowd"]}
+    gt = {
+        (a["image_id"], a["category_id"], tuple(a["bbox"]))
+        for a in _gt(quirks)["annotations"]
+        if not a["iscrowd"]
+    }
     assert {d["category_id"] for d in dets} == {1, 5, 90}
     assert {(d["image_id"], d["category_id"], tuple(np.round(d["bbox"], 3))) for d in dets} == gt
 

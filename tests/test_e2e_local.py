@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import wait_for
 
 REPO = Path(__file__).resolve().parent.parent

@@ -22,6 +22,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+
 from conftest import require
 
 # Without the background-networking flags this closed network refuses Chromium's
@@ -57,7 +58,12 @@ window.addEventListener('load', function () {
 
 def find_chromium() -> str | None:
     """$CHROMIUM, else chromium on PATH, else Debian's /usr/bin/chromium."""
-    for cand in (os.environ.get("CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser"), "/usr/bin/chromium"):
+    for cand in (
+        os.environ.get("CHROMIUM"),
+        shutil.which("chromium"),
+        shutil.which("chromium-browser"),
+        "/usr/bin/chromium",
+    ):
         if cand and os.path.isfile(cand) and os.access(cand, os.X_OK):
             return cand
     return None
@@ -83,15 +89,21 @@ def screenshot(html_path: str | os.PathLike[str], png_path: str | os.PathLike[st
     res = run_chromium([f"--window-size={width},{height}", f"--screenshot={png}",
                         Path(html_path).resolve().as_uri()])
     if not png.is_file():
-        raise RuntimeError(f"chromium wrote no screenshot (rc {res.returncode}): {res.stderr[-2000:]}")
+        raise RuntimeError(
+            f"chromium wrote no screenshot (rc {res.returncode}): {res.stderr[-2000:]}"
+        )
     return png
 
 
 def dump_dom(html_path: str | os.PathLike[str]) -> str:
     """The DOM after load, serialised by Chromium."""
-    res = run_chromium(["--virtual-time-budget=5000", "--dump-dom", Path(html_path).resolve().as_uri()])
+    res = run_chromium(
+        ["--virtual-time-budget=5000", "--dump-dom", Path(html_path).resolve().as_uri()]
+    )
     if res.returncode != 0 or "<html" not in res.stdout:
-        raise RuntimeError(f"chromium --dump-dom failed (rc {res.returncode}): {res.stderr[-2000:]}")
+        raise RuntimeError(
+            f"chromium --dump-dom failed (rc {res.returncode}): {res.stderr[-2000:]}"
+        )
     return res.stdout
 
 
@@ -129,7 +141,6 @@ def chromium() -> str:
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from fixtures.results import write_smoke_results
-
     from reports.build import build_report
 
     root = write_smoke_results(tmp_path_factory.mktemp("smoke"))
@@ -154,7 +165,12 @@ def test_report_dom_in_chromium(chromium: str, report: Path) -> None:
         if tag == "td" and "data-variant" in a:
             tr = next((x for x in reversed(stack) if x[0] == "tr"), None)
             table = next((x for x in reversed(stack) if x[0] == "table"), None)
-            if tr and table and table[1].get("data-block") == "ap" and tr[1].get("data-row") == "ours":
+            if (
+                tr
+                and table
+                and table[1].get("data-block") == "ap"
+                and tr[1].get("data-row") == "ours"
+            ):
                 rows.setdefault(tr[1]["data-detector"], []).append(a["data-variant"])
     assert list(rows) == ["retinanet", "freeanchor", "fsaf"]
     assert all(v == ["baseline", "pconv", "ibn", "sepc_lite", "sepc"] for v in rows.values())
@@ -163,7 +179,9 @@ def test_report_dom_in_chromium(chromium: str, report: Path) -> None:
     imgs = [a for t, a, _s in dom.tags if t == "img"]
     assert len(imgs) == 4
     for a in imgs:
-        assert int(a["data-natural-width"]) > 100 and int(a["data-natural-height"]) > 100, a.get("alt")
+        assert int(a["data-natural-width"]) > 100 and int(a["data-natural-height"]) > 100, a.get(
+            "alt"
+        )
     # the error-delta chart stands beside the size chart: same top, to its right, not squeezed
     (sx, sy, sw), (ex, ey, ew) = ([int(v) for v in a["data-box"].split(",")] for a in imgs[1:3])
     assert "by object size" in imgs[1]["alt"] and "TIDE" in imgs[2]["alt"]

@@ -71,8 +71,9 @@ def test_torch_path_matches_the_definition(shape, stride):
     ho = (shape[2] + 2 - 3) // stride + 1
     wo = (shape[3] + 2 - 3) // stride + 1
     off = _rand(shape[0], 18, ho, wo, seed=8) * 1.5
-    torch.testing.assert_close(deform_conv2d(x, off, w, stride, 1), _naive_dcn(x, off, w, stride, 1),
-                               rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(
+        deform_conv2d(x, off, w, stride, 1), _naive_dcn(x, off, w, stride, 1), rtol=1e-9, atol=1e-9
+    )
 
 
 @pytest.mark.parametrize("shape,stride", [((2, 6, 13, 10), 1), ((3, 4, 9, 9), 2),

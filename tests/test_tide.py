@@ -1,4 +1,5 @@
-"""TIDE error decomposition (reports.stats.tide): cases worked out by hand, and tidecv's own numbers.
+"""TIDE error decomposition (reports.stats.tide): cases worked out by hand, and tidecv's own
+numbers.
 
 Every expected value of the hand cases is derived in its comment from TIDE's definitions (101
 recall points, mean over classes with a ground truth or a detection); none is read back from

@@ -1,4 +1,5 @@
-# ATSS R-50-FPN 1x: not in the SEPC paper; UniverseNet ported SEPC to it (docs/adding-a-detector.md).
+# ATSS R-50-FPN 1x: not in the SEPC paper; UniverseNet ported SEPC to it
+# (docs/adding-a-detector.md).
 # mmdet's config as it is: one square anchor per location (octave_base_scale 8, scales_per_octave
 # 1), ATSSAssigner top-9, focal loss, GIoU loss x2 on decoded boxes (DeltaXYWHBBoxCoder, stds
 # 0.1/0.1/0.2/0.2), centerness, GN in the 4-conv head tower, no gradient clipping. With the

@@ -6,10 +6,10 @@
 # docs/differences-from-the-original.md.
 bench = dict(
     description="the authors' recipe: mmdet 1.1 box conventions, their FSAF, faithful padding",
-    data=dict(kind='coco'),                 # --data-root DIR with annotations/, train2017/, val2017/
+    data=dict(kind='coco'),                 # --data-root DIR: annotations/, train2017/, val2017/
     pretrained='torchvision://resnet50',    # or a local checkpoint path (--pretrained PATH)
     total_batch=16,                         # GPUs = total_batch / images per GPU of the variant
-    lcconv_padding=0,                       # faithful to the released models (docs/differences-from-the-original.md)
+    lcconv_padding=0,                       # faithful (docs/differences-from-the-original.md)
     conventions='mmdet1',                   # anchors, coders, IoU, NMS, boxes as mmdet 1.1
     bases=dict(fsaf='fsaf_authors'),        # the release's own FSAF, not mmdet 3.x's
     min_size=32,                            # training images with a side < 32 px are skipped

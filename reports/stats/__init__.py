@@ -10,14 +10,45 @@
 The job (``bench``) and the reports both use it; reading and writing the store's files around
 it is theirs (``reports.compare``).
 """
-from reports.stats.bootstrap import (BootstrapResult, MetricDelta, bootstrap_detections,
-                                     full_metrics, paired_bootstrap, resample_weights)
-from reports.stats.records import (ALL_METRICS, DEFAULT_METRICS, EvalRecords, accumulate, covers,
-                                   evaluate_records, load_coco_gt, records_from_arrays,
-                                   records_from_cocoeval, records_to_arrays)
+from reports.stats.bootstrap import (
+    BootstrapResult,
+    MetricDelta,
+    bootstrap_detections,
+    full_metrics,
+    paired_bootstrap,
+    resample_weights,
+)
+from reports.stats.records import (
+    ALL_METRICS,
+    DEFAULT_METRICS,
+    EvalRecords,
+    accumulate,
+    covers,
+    evaluate_records,
+    load_coco_gt,
+    records_from_arrays,
+    records_from_cocoeval,
+    records_to_arrays,
+)
 from reports.stats.tide import TideResult, tide
 
-__all__ = ["ALL_METRICS", "DEFAULT_METRICS", "BootstrapResult", "EvalRecords", "MetricDelta",
-           "accumulate", "bootstrap_detections", "covers", "full_metrics", "evaluate_records", "load_coco_gt",
-           "paired_bootstrap", "records_from_arrays", "records_from_cocoeval",
-           "records_to_arrays", "resample_weights", "tide", "TideResult"]
+__all__ = [
+    "ALL_METRICS",
+    "DEFAULT_METRICS",
+    "BootstrapResult",
+    "EvalRecords",
+    "MetricDelta",
+    "accumulate",
+    "bootstrap_detections",
+    "covers",
+    "full_metrics",
+    "evaluate_records",
+    "load_coco_gt",
+    "paired_bootstrap",
+    "records_from_arrays",
+    "records_from_cocoeval",
+    "records_to_arrays",
+    "resample_weights",
+    "tide",
+    "TideResult",
+]

@@ -15,8 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from reports.stats.records import (DEFAULT_METRICS, EvalRecords, _area_curves, _areas_for,
-                                   _metrics_from_curves, evaluate_records, load_coco_gt)
+from reports.stats.records import (
+    DEFAULT_METRICS,
+    EvalRecords,
+    _area_curves,
+    _areas_for,
+    _metrics_from_curves,
+    evaluate_records,
+    load_coco_gt,
+)
 
 
 @dataclass

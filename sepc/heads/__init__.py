@@ -1,5 +1,10 @@
-from .sepc_heads import (SEPCATSSHead, SEPCFreeAnchorRetinaHead, SEPCFSAFHead, SEPCRetinaHead,
-                         split_pair)
+from .sepc_heads import (
+    SEPCATSSHead,
+    SEPCFreeAnchorRetinaHead,
+    SEPCFSAFHead,
+    SEPCRetinaHead,
+    split_pair,
+)
 
 __all__ = ["SEPCRetinaHead", "SEPCFSAFHead", "SEPCFreeAnchorRetinaHead", "SEPCATSSHead",
            "split_pair"]

@@ -152,7 +152,7 @@ class SEPC(BaseModule):
             loc = integrated_bn(loc, self.lbn)
         return tuple((self.relu(c), self.relu(r)) for c, r in zip(cls, loc))
 
-    def fuse(self) -> "SEPC":
+    def fuse(self) -> SEPC:
         """Fold every iBN into the conv before it, for inference (in place; returns self).
 
         Folds the running statistics, i.e. what the eval-mode forward computes: the fused neck

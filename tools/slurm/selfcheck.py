@@ -34,7 +34,7 @@ from pathlib import Path
 try:
     import submitit
 except ImportError:  # pragma: no cover - message for users
-    sys.exit("selfcheck: submitit is not importable by %s (pip install submitit)" % sys.executable)
+    sys.exit(f"selfcheck: submitit is not importable by {sys.executable} (pip install submitit)")
 
 
 class CheckFailed(Exception):
@@ -78,11 +78,14 @@ def run(cmd: list[str], timeout: float = 30) -> str:
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except FileNotFoundError:
-        raise CheckFailed(f"{cmd[0]} not found: is the SLURM client installed (tools/slurm/up.sh)?")
+        raise CheckFailed(f"{cmd[0]} not found: is the SLURM client installed "
+                          "(tools/slurm/up.sh)?") from None
     except subprocess.TimeoutExpired:
-        raise CheckFailed(f"{' '.join(cmd)} did not answer within {timeout}s")
+        raise CheckFailed(f"{' '.join(cmd)} did not answer within {timeout}s") from None
     if p.returncode != 0:
-        raise CheckFailed(f"{' '.join(cmd)} exited {p.returncode}: {(p.stderr or p.stdout).strip()}")
+        raise CheckFailed(
+            f"{' '.join(cmd)} exited {p.returncode}: {(p.stderr or p.stdout).strip()}"
+        )
     return p.stdout
 
 
@@ -127,11 +130,15 @@ def call_with_timeout(fn, timeout: float, what: str):
 
 def check_sbatch(folder: Path, partition: str) -> str:
     out = folder / "sbatch-%j.out"
-    jobid = run(["sbatch", "--parsable", "-p", partition, "-o", str(out), "--wrap", "echo selfcheck"]).strip()
+    jobid = run(
+        ["sbatch", "--parsable", "-p", partition, "-o", str(out), "--wrap", "echo selfcheck"]
+    ).strip()
     jobid = jobid.split(";")[0]
-    state = wait_for(f"sacct to show job {jobid} COMPLETED",
-                     lambda: (s := sacct_state(jobid)) in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT") and s,
-                     60)
+    state = wait_for(
+        f"sacct to show job {jobid} COMPLETED",
+        lambda: (s := sacct_state(jobid)) in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT") and s,
+        60,
+    )
     if state != "COMPLETED":
         raise CheckFailed(f"sbatch job {jobid} ended {state}")
     return f"job {jobid} COMPLETED in sacct"
@@ -153,7 +160,8 @@ def check_map_array(folder: Path, partition: str) -> str:
     results = [job.result() for job in jobs]
     if [r[0] for r in results] != [x * x for x in xs]:
         raise CheckFailed(f"map_array returned {results}")
-    return f"{len(jobs)} array tasks ({jobs[0].job_id.split('_')[0]}_[0-3]) returned {[r[0] for r in results]}"
+    first = jobs[0].job_id.split("_")[0]
+    return f"{len(jobs)} array tasks ({first}_[0-3]) returned {[r[0] for r in results]}"
 
 
 def check_cancel(folder: Path, partition: str) -> str:
@@ -173,8 +181,11 @@ def check_cancel(folder: Path, partition: str) -> str:
         job._results_timeout_s = 2
     box = call_with_timeout(job.result, 30, f"job.result() of cancelled job {job.job_id}")
     if "error" not in box:
-        raise CheckFailed(f"job.result() of cancelled job {job.job_id} returned {box.get('value')!r}")
-    return f"job {job.job_id}: done(force_check=True) {took:.1f}s after scancel, state {state}, result() raises {type(box['error']).__name__}"
+        raise CheckFailed(
+            f"job.result() of cancelled job {job.job_id} returned {box.get('value')!r}"
+        )
+    return (f"job {job.job_id}: done(force_check=True) {took:.1f}s after scancel, state {state}, "
+            f"result() raises {type(box['error']).__name__}")
 
 
 def check_requeue(folder: Path, partition: str) -> str:
@@ -187,13 +198,16 @@ def check_requeue(folder: Path, partition: str) -> str:
     t = time.monotonic()
     run(["scancel", "--signal", "USR2", job.job_id])
     wait_for("checkpoint() to be called after USR2", (workdir / "checkpoint").exists, 30)
-    wait_for(f"job {job.job_id} to run again after the requeue", (workdir / "start-1").exists, 120, 0.5)
+    wait_for(
+        f"job {job.job_id} to run again after the requeue", (workdir / "start-1").exists, 120, 0.5
+    )
     again = time.monotonic() - t
     wait_done(job, 60)
     result = job.result()
     if result != {"restart_count": 1, "checkpointed": True}:
         raise CheckFailed(f"requeued job {job.job_id} returned {result}")
-    return f"job {job.job_id}: USR2 -> checkpoint -> requeued -> running again in {again:.1f}s, result {result}"
+    return (f"job {job.job_id}: USR2 -> checkpoint -> requeued -> running again in {again:.1f}s, "
+            f"result {result}")
 
 
 def main() -> int:
@@ -207,7 +221,10 @@ def main() -> int:
     if args.folder:
         folder = Path(args.folder).resolve()
         if folder.exists() and any(folder.iterdir()):
-            print(f"selfcheck: {folder} is not empty; use a fresh folder (stale results)", file=sys.stderr)
+            print(
+                f"selfcheck: {folder} is not empty; use a fresh folder (stale results)",
+                file=sys.stderr,
+            )
             return 1
         folder.mkdir(parents=True, exist_ok=True)
     else:
