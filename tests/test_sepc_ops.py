@@ -208,3 +208,13 @@ def test_inference_and_training_forms_agree_in_both_layouts(stride):
     train = deform_conv2d_torch(x, off.clone().requires_grad_(), w, stride, 1)
     assert train.requires_grad and train.is_contiguous()
     torch.testing.assert_close(train.detach(), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_the_default_implementation_is_switched_for_a_block_only():
+    from sepc.ops import deform_conv
+
+    before = deform_conv.DEFAULT_IMPL
+    with pytest.raises(RuntimeError), deform_conv.using("torch"):
+        assert deform_conv.DEFAULT_IMPL == "torch"
+        raise RuntimeError("the block fails")
+    assert deform_conv.DEFAULT_IMPL == before

@@ -156,12 +156,8 @@ def count_flops(model: nn.Module, inputs: torch.Tensor, samples: list) -> float 
         def forward(self, x: torch.Tensor):
             return self.det._forward(x, samples)
 
-    saved, deform_conv.DEFAULT_IMPL = deform_conv.DEFAULT_IMPL, "torch"
-    try:
-        with _eval(model):
-            analyzer = FlopAnalyzer(_Forward(model).eval(), (inputs,))
-            analyzer.unsupported_ops_warnings(False)
-            analyzer.uncalled_modules_warnings(False)
-            return float(analyzer.total())
-    finally:
-        deform_conv.DEFAULT_IMPL = saved
+    with deform_conv.using("torch"), _eval(model):
+        analyzer = FlopAnalyzer(_Forward(model).eval(), (inputs,))
+        analyzer.unsupported_ops_warnings(False)
+        analyzer.uncalled_modules_warnings(False)
+        return float(analyzer.total())

@@ -14,6 +14,8 @@ dy and 2k+1 is dx, bilinear sampling, zero outside the image.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Literal
 
@@ -25,6 +27,18 @@ Impl = Literal["auto", "mmcv", "torch"]
 
 #: Which implementation ``deform_conv2d`` uses; ``auto`` = mmcv on CUDA, gather+conv elsewhere.
 DEFAULT_IMPL: Impl = os.environ.get("SEPC_DEFORM_IMPL", "auto")  # type: ignore[assignment]
+
+
+@contextmanager
+def using(impl: Impl) -> Iterator[None]:
+    """``deform_conv2d`` defaults to ``impl`` inside the block (the FLOP counter traces the
+    ``torch`` path: mmcv's kernel is opaque to it), and to what it was after."""
+    global DEFAULT_IMPL
+    saved, DEFAULT_IMPL = DEFAULT_IMPL, impl
+    try:
+        yield
+    finally:
+        DEFAULT_IMPL = saved
 
 
 def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
