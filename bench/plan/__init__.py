@@ -1,9 +1,12 @@
 """Planning: a cell of the matrix becomes a :class:`Plan`, the one object that travels on.
 
 A Plan holds everything decided about a cell before anything runs: its settings, layout, lr,
-resolved config and config hash. The job, the executors, the timing, the forecast and the warm
-start take a Plan instead of deriving any of it again from ``(cell, options)``. Planning imports
-no torch; resolving every cell up front checks names, data and layouts before anything runs.
+resolved config and config hash. The job, the executors, the forecast and the warm start's
+preparation take a Plan instead of deriving any of it again from ``(cell, options)`` (the
+interleaved timing works on the store's done cells of a detector, with their profile's parsed
+settings). Planning builds
+no model and runs nothing; resolving every cell up front checks names, data and layouts before
+anything runs.
 """
 from __future__ import annotations
 
