@@ -6,8 +6,9 @@
 Each variant's RetinaNet is built from the smoke profile's resolved config (random init, no
 pretrained weights) with a batch of 4 from its synthetic training set; one step is the data
 preprocessor, the loss, backward and an AdamW step (the weights move between rounds, as in
-training). After two warm-up steps each, the rounds time every variant once, in alternating
-order, and the medians and each variant's ratio to the baseline are printed.
+training). After two warm-up steps each, every round times each variant once with each code, the
+codes back to back in alternating order, and the medians and each variant's ratio to the
+baseline (timed with the same code) are printed.
 ``--against REV`` also times every variant with a deformable conv (``deform_conv2d_torch``
 of ``sepc/ops/deform_conv.py`` as committed at REV) swapped in for its steps: before and after
 in the same process and rounds, so that the machine's load hits both alike.
@@ -74,16 +75,16 @@ def run(variants: list[str], rounds: int, against: str | None = None) -> dict:
 
         impls[f"at {against}"] = module_at(against, "sepc/ops/deform_conv.py").deform_conv2d_torch
     steps = {v: build_step(v) for v in variants}
-    runs = [(v, k) for v in variants for k in impls]
-    times: dict[tuple[str, str], list[float]] = {r: [] for r in runs}
+    times: dict[tuple[str, str], list[float]] = {(v, k): [] for v in variants for k in impls}
     try:
         for r in range(2 + rounds):
-            for variant, impl in runs if r % 2 == 0 else runs[::-1]:
-                dc.deform_conv2d_torch = impls[impl]  # what deform_conv2d calls
-                t0 = time.perf_counter()
-                steps[variant]()
-                if r >= 2:
-                    times[(variant, impl)].append((time.perf_counter() - t0) * 1e3)
+            for variant in variants:  # each variant's codes back to back, which first alternating
+                for impl in list(impls)[::1 if r % 2 == 0 else -1]:
+                    dc.deform_conv2d_torch = impls[impl]  # what deform_conv2d calls
+                    t0 = time.perf_counter()
+                    steps[variant]()
+                    if r >= 2:
+                        times[(variant, impl)].append((time.perf_counter() - t0) * 1e3)
     finally:
         dc.deform_conv2d_torch = impls["ours"]
     med = {f"{v} {k}": statistics.median(t) for (v, k), t in times.items()}
