@@ -86,7 +86,7 @@ td.reference { color: #475467; background: #f7f8fa; }
 tr.released td.cell { background: #f2f6fd; }
 tr.released td.rowlabel { color: var(--accent); font-weight: 600; }
 td.failed, td.cancelled { color: var(--bad); font-weight: 700; background: #fdf0ef; }
-td.pending, td.running, td.requeued { color: var(--warn); font-style: italic; }
+td.pending, td.running, td.requeued, td.untimed { color: var(--warn); font-style: italic; }
 td.missing, td.na { color: #98a2b3; }
 .delta { font-size: 12px; color: var(--muted); }
 table[data-block="ap"] .delta.pos { color: var(--ok); }

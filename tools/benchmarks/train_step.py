@@ -1,7 +1,8 @@
 """Benchmark: one smoke training step per variant on the CPU, timed round-robin.
 
     python -m tools.benchmarks.train_step [--variants baseline,sepc_lite,sepc] [--rounds 11]
-                                          [--threads 1] [--against REV] [--json out.json]
+                                          [--threads 1] [--against REV] [--channels-last]
+                                          [--json out.json]
 
 Each variant's RetinaNet is built from the smoke profile's resolved config (random init, no
 pretrained weights) with a batch of 4 from its synthetic training set; one step is the data
@@ -12,6 +13,8 @@ baseline (timed with the same code) are printed.
 ``--against REV`` also times every variant with a deformable conv (``deform_conv2d_torch``
 of ``sepc/ops/deform_conv.py`` as committed at REV) swapped in for its steps: before and after
 in the same process and rounds, so that the machine's load hits both alike.
+``--channels-last`` also times every variant trained in channels-last memory (a second copy of
+the model, as ``sepc.engine.ChannelsLastHook`` makes it), in the same rounds.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ import torch
 DETECTOR = "retinanet"
 
 
-def build_step(variant: str, seed: int = 0) -> Callable[[], None]:
+def build_step(variant: str, seed: int = 0, channels_last: bool = False) -> Callable[[], None]:
     """A closure running one training step of the smoke RetinaNet ``variant``."""
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
@@ -51,6 +54,8 @@ def build_step(variant: str, seed: int = 0) -> Callable[[], None]:
     finally:
         logger.setLevel(level)
     model.train()
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
     batch = pseudo_collate([dataset[i] for i in range(4)])
     optim = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -65,8 +70,10 @@ def build_step(variant: str, seed: int = 0) -> Callable[[], None]:
     return step
 
 
-def run(variants: list[str], rounds: int, against: str | None = None) -> dict:
-    """Median ms per step of each (variant, code) pair; code is ``ours`` or ``at REV``."""
+def run(variants: list[str], rounds: int, against: str | None = None,
+        channels_last: bool = False) -> dict:
+    """Median ms per step of each (variant, code) pair; code is ``ours``, ``at REV`` (the
+    deformable conv of REV) or ``channels-last`` (ours, the model in channels-last memory)."""
     import sepc.ops.deform_conv as dc
 
     impls = {"ours": dc.deform_conv2d_torch}
@@ -74,15 +81,19 @@ def run(variants: list[str], rounds: int, against: str | None = None) -> dict:
         from tools.benchmarks.revision import module_at
 
         impls[f"at {against}"] = module_at(against, "sepc/ops/deform_conv.py").deform_conv2d_torch
-    steps = {v: build_step(v) for v in variants}
+    if channels_last:
+        impls["channels-last"] = dc.deform_conv2d_torch
+    plain = {v: build_step(v) for v in variants}
+    cl = {v: build_step(v, channels_last=True) for v in variants} if channels_last else {}
     times: dict[tuple[str, str], list[float]] = {(v, k): [] for v in variants for k in impls}
     try:
         for r in range(2 + rounds):
             for variant in variants:  # each variant's codes back to back, which first alternating
                 for impl in list(impls)[::1 if r % 2 == 0 else -1]:
                     dc.deform_conv2d_torch = impls[impl]  # what deform_conv2d calls
+                    step = cl[variant] if impl == "channels-last" else plain[variant]
                     t0 = time.perf_counter()
-                    steps[variant]()
+                    step()
                     if r >= 2:
                         times[(variant, impl)].append((time.perf_counter() - t0) * 1e3)
     finally:
@@ -102,12 +113,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--against", metavar="REV",
                    help="also time the deformable conv as committed at this git revision")
+    p.add_argument("--channels-last", action="store_true",
+                   help="also time each variant trained in channels-last memory")
     p.add_argument("--json", help="also write the results to this file")
     args = p.parse_args(argv)
     if args.rounds < 1:
         p.error("--rounds must be >= 1")
     torch.set_num_threads(args.threads)
-    res = run(args.variants.split(","), args.rounds, args.against)
+    res = run(args.variants.split(","), args.rounds, args.against, args.channels_last)
     print(f"torch {torch.__version__}, cpu, {res['threads']} threads, smoke {DETECTOR} batch 4, "
           f"median of {args.rounds} interleaved rounds")
     for key, m in res["median_ms"].items():
@@ -117,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         for v in args.variants.split(","):
             old, new = res["median_ms"][f"{v} at {args.against}"], res["median_ms"][f"{v} ours"]
             print(f"  {v}: at {args.against} / ours = {old / new:.2f}")
+    if args.channels_last:
+        for v in args.variants.split(","):
+            nchw, cl = res["median_ms"][f"{v} ours"], res["median_ms"][f"{v} channels-last"]
+            print(f"  {v}: NCHW / channels-last = {nchw / cl:.2f}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(res, fh, indent=1)
