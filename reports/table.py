@@ -46,6 +46,7 @@ STATUS_TEXT: dict[str, str] = {
     "requeued": "requeued",
     "pending": "pending",
     "cancelled": "cancelled",
+    "untimed": "to be timed",  # a local sweep times its cells together once none trains
     "missing": NOT_RUN,
     "na": "n/a",
 }
@@ -245,6 +246,8 @@ class _Cell:
     counts: dict[str, int]
     #: per numeric column, the finite values of the finished seeds
     arrays: dict[str, np.ndarray]
+    #: finished seeds of a local sweep whose interleaved timing is still to come
+    untimed: int = 0
 
     def values(self, col: str) -> np.ndarray:
         return self.arrays.get(col, _EMPTY)
@@ -272,10 +275,11 @@ class _Cell:
                 return s
         return "unknown"
 
-    def state_without(self) -> str:
-        """The state of this cell in a row that has no number for it: why it is empty."""
+    def state_without(self, timed: bool = False) -> str:
+        """The state of this cell in a row that has no number for it: why it is empty
+        (``timed``: a latency row, which a local sweep fills once no cell trains)."""
         if self.counts.get("done"):
-            return "na"  # finished, but this quantity was not measured
+            return "untimed" if timed and self.untimed else "na"  # else: not measured
         for s in _STATUS_PRIORITY:
             if self.counts.get(s) and s not in ("done", "unknown"):
                 return s
@@ -303,11 +307,14 @@ def _cells(df: pd.DataFrame) -> dict[tuple[str, str, str], _Cell]:
     status = df["status"].astype(str).to_numpy()
     done = status == "done"
     keys = df[["detector", "variant", "source"]].astype(str)
+    local = (df["executor"] == "local").to_numpy() if "executor" in df else np.zeros(len(df), bool)
+    untimed = done & local & pd.to_numeric(df["latency_ms"], errors="coerce").isna().to_numpy()
     for key, idx in keys.groupby(list(keys.columns), sort=False).indices.items():
         st, counts = np.unique(status[idx], return_counts=True)
         d = num[idx[done[idx]]]
         arrays = {c: d[~np.isnan(d[:, j]), j] for j, c in enumerate(_NUMERIC)}
-        out[tuple(key)] = _Cell(counts={str(a): int(b) for a, b in zip(st, counts)}, arrays=arrays)  # type: ignore[index]
+        out[tuple(key)] = _Cell(counts={str(a): int(b) for a, b in zip(st, counts)}, arrays=arrays,  # type: ignore[index]
+                                untimed=int(untimed[idx].sum()))
     return out
 
 
@@ -413,7 +420,7 @@ def _entry(row: _Row, rec: dict[str, Any], cell: _Cell | None, of: Entry | None)
     if cell is None:
         return Entry("missing")
     if value is None:
-        return Entry(cell.state_without())
+        return Entry(cell.state_without(timed=row.unit == "ms"))
     e = Entry("value", value, digits=row.digits or (2 if abs(value) < 100 else 1), unit=row.unit,
               delta=delta, delta_unit=row.delta_unit)
     if row.seeds:
@@ -565,7 +572,8 @@ def build_table(df: pd.DataFrame, profile: str | None = None,
             )
         )
     partial = any(e.state == "partial" for b in blocks for e in b.entries.to_numpy().ravel())
-    footnotes = _footnotes(profile, df, numeric, detectors, variants, bool(has_released), partial)
+    footnotes = _footnotes(profile, df, numeric, detectors, variants, bool(has_released), partial,
+                           any(c.untimed for c in cells.values()))
     if failed:
         footnotes.append(
             f"The interval could not be computed for {'; '.join(failed)}: no difference "
@@ -582,6 +590,7 @@ def _footnotes(
     variants: list[str],
     has_released: bool,
     any_partial: bool,
+    any_untimed: bool = False,
 ) -> list[str]:
     """What a reader needs to read the table: the profile, the spread, the protocols, the marks."""
     published = profile in PUBLISHED_PROFILES
@@ -630,7 +639,9 @@ def _footnotes(
         )
     notes.append(
         f"{NOT_RUN} not run (no result); pending/running/requeued: not finished; "
-        "FAILED/cancelled: see the sweep status."
+        "FAILED/cancelled: see the sweep status"
+        + ("; to be timed: a local sweep times its finished cells together once none trains."
+           if any_untimed else ".")
     )
     return notes
 

@@ -717,3 +717,20 @@ def test_a_fourth_detector_is_a_row_with_its_own_published_figures(tmp_path: Pat
     assert any(f.startswith("† ATSS Baseline, published: not the paper's") for f in m.footnotes)
     page = build_report(root, tmp_path / "out", ["html"])["html"].read_text(encoding="utf-8")
     assert '<tr class="group-start" data-detector="atss" data-row="ours">' in page
+
+
+def test_a_local_sweep_still_training_says_what_is_to_be_timed(smoke_df: pd.DataFrame) -> None:
+    """A watched local sweep's report: the cells not started read "pending", and a finished cell
+    of a local sweep whose interleaved timing comes after training reads "to be timed" (a
+    finished SLURM cell without a latency is "n/a": nothing will time it)."""
+    df = smoke_df.copy()
+    sel = (df["detector"] == "fsaf") & (df["seed"] == 0)
+    df.loc[sel & (df["variant"] == "pconv"), ["latency_ms", "executor"]] = [np.nan, "local"]
+    df.loc[sel & (df["variant"] == "ibn"), ["latency_ms", "executor"]] = [np.nan, "slurm"]
+    df.loc[sel & (df["variant"] == "sepc"), ["status", "AP", "latency_ms"]] = [
+        "pending", np.nan, np.nan]
+    df = df[~((df["detector"] == "fsaf") & (df["variant"] == "sepc") & (df["seed"] != 0))]
+    lat = build_table(df).block("latency").display.loc[("FSAF", "model step")]
+    assert lat["PConv"].startswith("to be timed") and lat["iBN+PConv"].startswith("n/a")
+    assert lat["SEPC"].startswith("pending")
+    assert any("to be timed: a local sweep times" in f for f in build_table(df).footnotes)
