@@ -22,7 +22,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from bench.perf import interleaved
+from bench.run.benchmark import interleaved
 from sepc.ops import deform_conv2d, deform_conv2d_torch
 from tools.benchmarks.revision import module_at
 

@@ -39,8 +39,9 @@ def build_step(variant: str, seed: int = 0, channels_last: bool = False) -> Call
     from mmengine.registry import DATASETS
 
     import sepc  # noqa: F401  (registers the SEPC neck and heads)
-    from bench.configs import Options, resolve
-    from bench.matrix import Cell
+    from bench.plan.cells import Cell
+    from bench.plan.options import Options
+    from bench.plan.resolve import resolve
 
     register_all_modules(init_default_scope=True)
     cfg = resolve(Cell("smoke", DETECTOR, variant, seed), Options(pretrained="none"))
