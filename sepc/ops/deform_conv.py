@@ -101,8 +101,8 @@ def deform_conv2d_torch(x: Tensor, offset: Tensor, weight: Tensor,
     if cin != c:
         raise ValueError(f"weight expects {cin} input channels, input has {c}")
     ho, wo = offset.shape[-2:]
-    if torch.is_grad_enabled() and (x.requires_grad or offset.requires_grad
-                                    or weight.requires_grad):
+    if torch.onnx.is_in_onnx_export() or torch.is_grad_enabled() and (
+            x.requires_grad or offset.requires_grad or weight.requires_grad):
         grid = _sampling_grid(offset, (h, w), (kh, kw), stride, padding, dilation)
         cols = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         cols = cols.reshape(n, c * kh * kw, ho * wo)  # channel-major, tap-minor: weight's order
