@@ -96,7 +96,23 @@ def build_detector(size: Size, detector: str, variant: str, device: torch.device
         model.init_weights()
     finally:
         logger.setLevel(level)
+    _distinct_offsets(model, seed)
     return model.to(device).eval()
+
+
+@torch.no_grad()
+def _distinct_offsets(model: nn.Module, seed: int) -> None:
+    """Offsets of up to a pixel, constant per deformable conv and different between them.
+
+    SEPC's offset convs start at zero, which makes the cls and loc convs of a level the same
+    computation: ONNX Runtime's common-subexpression elimination then runs one of them (seen as
+    4 GridSample of a graph's 8), which a trained model would never allow."""
+    from sepc.ops import SEPCConv
+
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, SEPCConv) and m.part_deform:
+            m.conv_offset.bias.copy_(torch.rand(m.conv_offset.bias.shape, generator=g) * 2 - 1)
 
 
 def make_batch(model: nn.Module, image_hw: tuple[int, int], batch: int, seed: int = 0) -> dict:
