@@ -141,7 +141,10 @@ def detect(detector: nn.Module, flat: Sequence[torch.Tensor], samples: list) -> 
 
 # -- cells -----------------------------------------------------------------------------------
 def build_cell(cell: Cell, opts, checkpoint: Path | None):
-    """(model in eval mode, resolved config) of a cell: its trained weights, or random ones."""
+    """(model in eval mode, resolved config) of a cell: its trained weights, or random ones.
+
+    Random weights need no dataset where the profile's data is not generated here (``paper``:
+    COCO): the model then has the _base_'s 80 COCO classes, which COCO itself has too."""
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
     from mmengine.logging import MMLogger
@@ -149,12 +152,14 @@ def build_cell(cell: Cell, opts, checkpoint: Path | None):
 
     import sepc  # noqa: F401  (registers the SEPC neck and heads)
 
-    from .configs import resolve
+    from .configs import cell_profile, resolve
 
     register_all_modules(init_default_scope=True)
+    data = (checkpoint is not None or opts.data_root is not None
+            or cell_profile(cell).settings.get("data", {}).get("kind") == "synthetic")
     if checkpoint is None:  # random weights: no warm start or ImageNet file either
         opts = dataclasses.replace(opts, pretrained=NONE)
-    cfg = resolve(cell, opts)
+    cfg = resolve(cell, opts, data=data)
     torch.manual_seed(cell.seed)
     model = MODELS.build(cfg.model)
     logger = MMLogger.get_current_instance()
@@ -180,6 +185,8 @@ def cell_checkpoint(results: Path, cell: Cell) -> Path:
                           "or pass --random")
     pointer = results / cell.key / "work_dir" / "last_checkpoint"
     path = Path(pointer.read_text().strip()) if pointer.is_file() else None
+    if path is not None and not path.is_file():  # a results folder copied from elsewhere
+        path = pointer.parent / path.name
     if path is None or not path.is_file():
         raise MatrixError(f"{cell.key}: no checkpoint in {pointer.parent}")
     return path

@@ -98,7 +98,7 @@ def perf_html(doc: dict) -> str:
         out.append("</tbody></table>")
         if len(runtimes(doc)) > 1:
             h, body = side_by_side(doc, size)
-            out.append(f'<table class="perf-runtimes" data-size="{esc(str(size))}"><caption>'
+            out.append(f'<table class="perf perf-runtimes" data-size="{esc(str(size))}"><caption>'
                        f'{esc(str(size))} size: model step × baseline by runtime</caption>'
                        '<thead><tr>' + "".join(f"<th>{esc(c)}</th>" for c in h)
                        + "</tr></thead><tbody>" + "".join(
