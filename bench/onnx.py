@@ -250,6 +250,9 @@ def export_cells(chosen: list[Cell], results: Path, opts, out: Path, random: boo
                           "images: it does not apply to --random")
     if threads < 1:
         raise MatrixError(f"--threads {threads}: too small")
+    if any(c.source == "released" for c in chosen):
+        raise MatrixError("bench export takes trained cells (or --random), not "
+                          "--from-checkpoints: evaluate released models with `bench run`")
     checkpoints = {c.key: None if random else cell_checkpoint(results, c) for c in chosen}
     torch.set_num_threads(threads)
     rows, failed = [], []
