@@ -21,9 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-Impl = Literal["auto", "mmcv", "torch"]
+Impl = Literal["auto", "mmcv", "torch", "onnx"]
 
-#: Which implementation ``deform_conv2d`` uses; ``auto`` = mmcv on CUDA, gather+conv elsewhere.
+#: Which implementation ``deform_conv2d`` uses; ``auto`` = mmcv on CUDA, gather+conv elsewhere,
+#: ``onnx`` while exporting to ONNX.
 DEFAULT_IMPL: Impl = os.environ.get("SEPC_DEFORM_IMPL", "auto")  # type: ignore[assignment]
 
 
@@ -152,6 +153,8 @@ def deform_conv2d(x: Tensor, offset: Tensor, weight: Tensor,
                   dilation: int | tuple[int, int] = 1, impl: Impl | None = None) -> Tensor:
     """DCNv1 (groups=1, deform_groups=1, no bias) through the fastest exact path for the device."""
     impl = impl or DEFAULT_IMPL
+    if impl == "onnx" or impl == "auto" and torch.onnx.is_in_onnx_export():
+        return deform_conv2d_onnx(x, offset, weight, stride, padding, dilation)
     if impl == "auto":
         # mmcv's kernel refuses maps smaller than the kernel (P7 of a small image): not ours.
         small = x.shape[-2] < weight.shape[-2] or x.shape[-1] < weight.shape[-1]
@@ -159,12 +162,28 @@ def deform_conv2d(x: Tensor, offset: Tensor, weight: Tensor,
     if impl == "torch":
         return deform_conv2d_torch(x, offset, weight, stride, padding, dilation)
     if impl != "mmcv":
-        raise ValueError(f"unknown deformable conv implementation {impl!r} (auto, mmcv, torch)")
+        raise ValueError(f"unknown deformable conv implementation {impl!r} (auto, mmcv, torch, "
+                         "onnx)")
     from mmcv.ops import deform_conv2d as mmcv_deform_conv2d
 
     return mmcv_deform_conv2d(x, offset.to(x.dtype), weight.to(x.dtype), _pair(stride),
                               _pair(padding), _pair(dilation), 1, 1, False,
                               _im2col_step(x.shape[0]))
+
+
+def deform_conv2d_onnx(x: Tensor, offset: Tensor, weight: Tensor,
+                       stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0,
+                       dilation: int | tuple[int, int] = 1) -> Tensor:
+    """DCNv1 as ONNX's standard ops see it: ``grid_sample`` (GridSample, opset 16+) of the taps,
+    then one matmul (MatMul) with the weight; no custom op (bench/onnx.py exports through it)."""
+    stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
+    n, c, h, w = x.shape
+    cout, _, kh, kw = weight.shape
+    ho, wo = offset.shape[-2:]
+    grid = _sampling_grid(offset, (h, w), (kh, kw), stride, padding, dilation)
+    cols = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    cols = cols.reshape(n, c * kh * kw, ho * wo)  # channel-major, tap-minor: weight's order
+    return torch.matmul(weight.reshape(cout, c * kh * kw), cols).view(n, cout, ho, wo)
 
 
 def _im2col_step(batch: int) -> int:
