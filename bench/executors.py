@@ -175,8 +175,11 @@ def run_local(cells: list[Cell], results: Path, opts: Options, jobs: int = 1,
         interrupted = True
         for key, (cell, job) in running.items():
             job.cancel(check=False)
-            CellStore(results, cell).write(status="cancelled", error="interrupted (Ctrl-C)",
-                                           finished_at=now())
+            store = CellStore(results, cell)
+            if (store.read() or {}).get("status") == "done":  # done, its process still exiting
+                final[key] = "done"
+                continue
+            store.write(status="cancelled", error="interrupted (Ctrl-C)", finished_at=now())
             final[key] = "cancelled"
         raise
     finally:

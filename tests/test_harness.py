@@ -170,7 +170,7 @@ def test_a_store_trained_another_way_is_refused_before_anything_runs(tmp_path, c
 
     results = tmp_path / "r"
     CellStore(results, Cell("smoke", "retinanet", "baseline")).write(
-        status="done", train_iters=200, total_batch=4, lr=0.002)
+        status="done", train_iters=1500, total_batch=4, lr=0.002)
     sel = ["--profile", "smoke", "--detectors", "retinanet", "--variants", "baseline",
            "--pretrained", "none", "--results", str(results)]
     assert main(["run", *sel, "--dry-run"]) == 0
@@ -179,7 +179,7 @@ def test_a_store_trained_another_way_is_refused_before_anything_runs(tmp_path, c
         assert main([verb, *sel, "--max-iters", "300", *extra]) == 2, (verb, extra)
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: "), lines
-        assert "retinanet__baseline__s0 (200 iterations, not 300)" in lines[0], lines
+        assert "retinanet__baseline__s0 (1500 iterations, not 300)" in lines[0], lines
     assert [p.name for p in (results / "retinanet__baseline__s0").iterdir()] == ["result.json"]
     assert main(["run", *sel, "--max-iters", "300", "--dry-run", "--force"]) == 0
     assert "would run retinanet__baseline__s0" in capsys.readouterr().out

@@ -107,6 +107,32 @@ def _sampling_grid(offset: Tensor, in_hw: tuple[int, int], kernel: tuple[int, in
     return torch.addcmul(base, off, scale).reshape(n, kh * kw * ho, wo, 2)
 
 
+def _traced_sampling_grid(offset: Tensor, in_hw: tuple[int, int], kernel: tuple[int, int],
+                          stride: tuple[int, int], padding: tuple[int, int],
+                          dilation: tuple[int, int]) -> Tensor:
+    """``_sampling_grid`` built from the offsets' shape on every call, for the ONNX export.
+
+    The tracer records these arange ops against the input's size, so one graph serves any image
+    size; the cached grid of the training path would be frozen into the graph as a constant of the
+    size it was traced at (and wrong at every other size).
+    """
+    n, _, ho, wo = offset.shape
+    kh, kw = kernel
+    h, w = in_hw
+    dev, dt = offset.device, offset.dtype
+    ki = torch.arange(kh, device=dev, dtype=dt).repeat_interleave(kw) * dilation[0]  # (K,)
+    kj = torch.arange(kw, device=dev, dtype=dt).repeat(kh) * dilation[1]
+    oy = torch.arange(ho, device=dev, dtype=dt) * stride[0] - padding[0]
+    ox = torch.arange(wo, device=dev, dtype=dt) * stride[1] - padding[1]
+    off = offset.view(n, kh * kw, 2, ho, wo)
+    py = off[:, :, 0] + (ki[:, None, None] + oy[None, :, None])  # (N, K, Ho, Wo)
+    px = off[:, :, 1] + (kj[:, None, None] + ox[None, None, :])
+    # align_corners=False maps pixel p to (2p + 1) / size - 1: exact for size 1 too.
+    gx = (2 * px + 1) / w - 1
+    gy = (2 * py + 1) / h - 1
+    return torch.stack((gx, gy), dim=-1).view(n, kh * kw * ho, wo, 2)
+
+
 def deform_conv2d_torch(x: Tensor, offset: Tensor, weight: Tensor,
                         stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0,
                         dilation: int | tuple[int, int] = 1) -> Tensor:
@@ -180,7 +206,7 @@ def deform_conv2d_onnx(x: Tensor, offset: Tensor, weight: Tensor,
     n, c, h, w = x.shape
     cout, _, kh, kw = weight.shape
     ho, wo = offset.shape[-2:]
-    grid = _sampling_grid(offset, (h, w), (kh, kw), stride, padding, dilation)
+    grid = _traced_sampling_grid(offset, (h, w), (kh, kw), stride, padding, dilation)
     cols = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     cols = cols.reshape(n, c * kh * kw, ho * wo)  # channel-major, tap-minor: weight's order
     return torch.matmul(weight.reshape(cout, c * kh * kw), cols).view(n, cout, ho, wo)
