@@ -12,7 +12,7 @@ QUICK ?=
 ITERS ?= $(if $(QUICK),200,)
 table_dir = $(or $(RESULTS),$(if $(ITERS),results/$(PROFILE)-$(ITERS)it))
 
-.PHONY: help setup table screenshot released pilot sweep status lint test test-all test-fast slurm-up slurm-down slurm-check chromium bench bench-micro gpu-check clean
+.PHONY: help setup table screenshot released pilot sweep status lint test test-all test-fast slurm-up slurm-down slurm-check chromium bench bench-micro onnx-check gpu-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -72,6 +72,9 @@ test-fast: lint  ## the linter and the unit tests (no SLURM, no browser, no end-
 
 bench: setup  ## inference speed of every detector x variant, interleaved, -> results/smoke/perf.{json,md} (docs/performance.md)
 	$(PY) -m bench perf $(ARGS)
+
+onnx-check: setup  ## every trained cell of the sweep as an ONNX graph -> <results>/onnx/, checked on ONNX Runtime: raw outputs within 1e-4, COCO AP within 0.1 (after `make table`)
+	$(PY) -m bench export --profile $(PROFILE) $(if $(table_dir),--results $(table_dir)) --onnx $(or $(table_dir),results/$(PROFILE))/onnx --check $(ARGS)
 
 bench-micro: setup  ## micro-benchmarks: deformable conv paths, SEPC neck parts vs the stock head tower
 	$(PY) -m tools.benchmarks.deform $(ARGS)

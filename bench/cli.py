@@ -1,5 +1,5 @@
-"""``python -m bench``: plan, run, pilot, status, cancel, table, config, compare, perf. ``--help``
-on each."""
+"""``python -m bench``: plan, run, pilot, status, cancel, table, config, compare, perf, export.
+``--help`` on each."""
 from __future__ import annotations
 
 import argparse
@@ -561,6 +561,16 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    """Each selected cell as an ONNX graph (bench/run/onnx.py), optionally checked on ONNX
+    Runtime."""
+    from bench.run import onnx
+
+    chosen, results, opts = _selection(args)
+    return onnx.export_cells(chosen, results, opts, args.onnx.resolve(), args.random,
+                             args.check, args.threads)
+
+
 def _perf_arguments(p: argparse.ArgumentParser) -> None:
     """Options of `perf` (checked in bench/run/benchmark.py, which imports torch: not at
     start-up)."""
@@ -568,7 +578,11 @@ def _perf_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variants", help=list_help(VARIANTS) + "; the baseline is added for the "
                    "ratios")
     p.add_argument("--sizes", default="paper,smoke", help="comma list of paper (800x1333 -> "
-                   "800x1344, R-50 paper models) and smoke (256x256, smoke models); default both")
+                   "800x1344, R-50 paper models), paper-1216 (the same models at 800x1216) and "
+                   "smoke (256x256, smoke models); default paper,smoke")
+    p.add_argument("--runtime", default="torch", help="torch (default), onnxruntime (each "
+                   "variant's ONNX graph on ONNX Runtime's CPU provider, --threads intra-op "
+                   "threads), or torch,onnxruntime: both, interleaved")
     p.add_argument("--device", help="cpu or cuda[:N] (default: cuda if available)")
     p.add_argument("--dtype", choices=("fp32", "fp16"), default="fp32",
                    help="fp16 = torch.autocast on CUDA (default fp32)")
@@ -711,6 +725,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _perf_arguments(sp)
     sp.set_defaults(func=cmd_perf)
+
+    sp = sub.add_parser("export", help="each cell as an ONNX graph of standard ops (forward to "
+                        "the raw head outputs, dynamic size); --check: parity on ONNX Runtime",
+                        description="Writes DIR/<cell>.onnx per selected cell from its trained "
+                        "checkpoint in RESULTS (or random weights) and DIR/export.json. --check "
+                        "compares ONNX Runtime with PyTorch on the cell's validation images (raw "
+                        "outputs within 1e-4, COCO AP within 0.1; exit 1 otherwise).")
+    _common(sp)
+    sp.add_argument("--onnx", type=Path, required=True, metavar="DIR", help="output folder")
+    sp.add_argument("--random", action="store_true", help="random weights instead of the "
+                    "cells' checkpoints (nothing needs to be trained)")
+    sp.add_argument("--check", action="store_true", help="parity of each graph with PyTorch on "
+                    "the validation images (trained cells)")
+    sp.add_argument("--threads", type=int, default=1, help="threads of ONNX Runtime and torch in "
+                    "the check (default 1)")
+    sp.set_defaults(func=cmd_export)
 
     sp = sub.add_parser("config", help="print the resolved mmengine config of each cell, or "
                         "write each as an mmdet config file (--export DIR)")

@@ -13,6 +13,7 @@ from bench.cli import build_parser, main
 from bench.plan.cells import MatrixError
 from bench.run import benchmark as perf
 from bench.run import latency
+from fixtures.weights import perturb
 
 
 def _args(*argv: str):
@@ -66,25 +67,11 @@ def test_ratios_to_the_baseline_by_hand():
     assert "batch_ratio" not in rows["sepc"]  # no batch protocol timed: no ratio invented
 
 
-def _perturb_bn(model: nn.Module) -> None:
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                c = m.num_features
-                m.running_mean.copy_(torch.randn(c, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(c, generator=g) + 0.5)
-                m.weight.copy_(1 + torch.randn(c, generator=g) * 0.1)
-                m.bias.copy_(torch.randn(c, generator=g) * 0.1)
-            elif isinstance(m, nn.Conv2d) and m.out_channels == 18:  # deformable offsets
-                m.bias.copy_(torch.rand(18, generator=g) * 2 - 1)
-
-
 @pytest.mark.parametrize("variant", ["baseline", "sepc"])
 def test_fuse_for_inference_keeps_detector_outputs(variant):
     """Backbone conv+BN and SEPC's iBN folded: head outputs equal to 1e-5, no BN left."""
     model = perf.build_detector(perf.SIZES["smoke"], "retinanet", variant, torch.device("cpu"))
-    _perturb_bn(model)
+    perturb(model)
     data = model.data_preprocessor(perf.make_batch(model, (96, 128), 2), False)
     with torch.no_grad():
         ref = model._forward(data["inputs"])

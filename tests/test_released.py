@@ -378,14 +378,19 @@ def test_bad_released_options_are_one_line_errors(capsys, tmp_path, args, messag
 
 
 def test_compare_names_released_cells(tmp_path):
-    from bench.cli import _cell_dir
+    """`bench compare` tells a released cell from the trained one of the same name."""
+    from bench.cli import _cell_rows
 
     for key in ("retinanet__sepc__s0__released", "retinanet__sepc__s0"):
         (tmp_path / key).mkdir()
-        (tmp_path / key / "result.json").write_text("{}")
-    assert _cell_dir(tmp_path, "retinanet/sepc/released").name == "retinanet__sepc__s0__released"
-    assert _cell_dir(tmp_path, "retinanet/sepc/0/released").name == "retinanet__sepc__s0__released"
-    assert _cell_dir(tmp_path, "retinanet/sepc").name == "retinanet__sepc__s0"
+        (tmp_path / key / "result.json").write_text(json.dumps({"cell_key": key, "status": "done"}))
+
+    def keys(name):
+        return [r["cell_key"] for r in _cell_rows(tmp_path, name)]
+
+    assert keys("retinanet/sepc/released") == ["retinanet__sepc__s0__released"]
+    assert keys("retinanet/sepc/0/released") == ["retinanet__sepc__s0__released"]
+    assert keys("retinanet/sepc") == keys("retinanet/sepc/0") == ["retinanet__sepc__s0"]
 
 
 def test_manifest_lookup_order(tmp_path):

@@ -368,10 +368,17 @@ def test_the_table_marks_what_the_summary_claims(smoke_df: pd.DataFrame) -> None
     assert np.isnan(_num(build_table(smoke_df), "retinanet", "sepc")["AP_delta_low"])
 
 
-def test_entries_carry_the_numbers(smoke) -> None:
+def test_entries_carry_the_numbers(smoke, smoke_df) -> None:
     """Each cell is an Entry with the numbers of the numeric frame: nothing to parse back."""
-    rec = _num(smoke, "retinanet", "sepc")
-    e = smoke.block("ap").entries.loc[("RetinaNet", "ours"), "SEPC"]
+    from reports.summary import Finding
+
+    claims = {
+        ("retinanet", "sepc"): Finding("AP", 2.1, lo=0.4, hi=3.9, method="rule seeds"),
+        ("retinanet", "pconv"): Finding("AP", 0.5, lo=-0.2, hi=1.3, method="rule seeds"),
+    }
+    claimed = build_table(smoke_df, claims=claims)
+    rec = _num(claimed, "retinanet", "sepc")
+    e = claimed.block("ap").entries.loc[("RetinaNet", "ours"), "SEPC"]
     assert (
         e.state == "value"
         and e.value == rec["AP"]
@@ -381,8 +388,14 @@ def test_entries_carry_the_numbers(smoke) -> None:
     assert e.delta == rec["AP_delta"] and (e.delta_lo, e.delta_hi) == (
         rec["AP_delta_low"],
         rec["AP_delta_high"],
-    )
-    assert e.significant is bool(rec["AP_delta_significant"])
+    ) == (0.4, 3.9)
+    assert e.significant is bool(rec["AP_delta_significant"]) is True
+    unresolved = claimed.block("ap").entries.loc[("RetinaNet", "ours"), "PConv"]
+    assert (unresolved.delta_lo, unresolved.significant) == (-0.2, False)
+    # where the summary gave no interval, the table states none (NaN in the frame)
+    plain = smoke.block("ap").entries.loc[("RetinaNet", "ours"), "SEPC"]
+    assert (plain.delta_lo, plain.delta_hi, plain.significant) == (None, None, False)
+    assert np.isnan(_num(smoke, "retinanet", "sepc")["AP_delta_low"])
     lat = smoke.block("latency").entries.loc[("RetinaNet", "model step"), "SEPC"]
     assert (lat.value, lat.unit, lat.delta, lat.delta_unit) == (
         rec["latency_ms"],

@@ -261,6 +261,9 @@ def test_paper_cell_is_scheduled_with_its_gpus(tmp_path, coco_1333):
 
 
 def test_pilot_through_slurm_with_two_tasks_per_cell(tmp_path):
+    from bench.plan.settings import load_profile
+
+    smoke_iters = int(load_profile("smoke").settings.max_iters)
     results = tmp_path / "results"
     out = bench("pilot", "--executor", "slurm", "--tasks-per-node", "2", "--iters", "6",
                 "--val-images", "10", *smoke(results, "baseline,sepc"), timeout=900)
@@ -268,6 +271,6 @@ def test_pilot_through_slurm_with_two_tasks_per_cell(tmp_path):
         r = row(results / "pilot", key)
         assert r["status"] == "done" and r["pilot"] is True, r.get("error")
         assert r["world_size"] == 2 and r["eval_images"] == 10 and r["forecast_wall_s"] > 0
-        assert r["forecast_devices"] == 2 and r["forecast_iters"] == 200
+        assert r["forecast_devices"] == 2 and r["forecast_iters"] == smoke_iters  # the profile's
         assert r["executor"] == "slurm" and key in out.stdout
         assert not (results / key).exists()  # pilots never enter the table's store

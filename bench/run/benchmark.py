@@ -8,6 +8,11 @@ A B C ...) after warm-up, so that load on a shared machine hits every variant th
 - the paper's batch-8 protocol: ``test_step`` on 8 raw uint8 images, i.e. normalisation,
   padding, forward and NMS (no JPEG decoding or resizing: there is no dataset here).
 
+``--runtime onnxruntime`` times each variant's ONNX graph (exported from the same fused model)
+on ONNX Runtime instead, with ``--threads`` intra-op threads (one inter-op, sequential); both
+protocols then run the graph's forward and the same decode + NMS in torch (mmdet's head), so a
+step means the same on both runtimes. ``--runtime torch,onnxruntime`` interleaves both.
+
 Plus parameters and FLOPs of the unfused model (mmengine's counter: convs, matmuls, BN,
 upsampling; the deformable layers' bilinear sampling and NMS are not counted) and peak memory
 of one model step: on CUDA ``max_memory_allocated`` above what was allocated before; on CPU the
@@ -56,8 +61,13 @@ class Size:
 
 SIZES: dict[str, Size] = {s.name: s for s in [
     Size("paper", "paper", (800, 1333), False),  # R-50, width 256, 80 classes -> 800x1344
+    Size("paper-1216", "paper", (800, 1216), False),  # a typical COCO image: 800x1216
     Size("smoke", "smoke", (256, 256), True),    # the smoke sweep's models (synthetic data)
 ]}
+
+#: Runtimes ``--runtime`` takes: the PyTorch model, or its ONNX graph (bench/run/onnx.py) on
+#: ONNX Runtime's CPU provider, the same decode + NMS after both.
+RUNTIMES = ("torch", "onnxruntime")
 
 #: Defaults per device: (warm-up, repetitions) of the model step and of the batch-8 protocol,
 #: and the sizes the batch-8 protocol runs at (on CPU a paper-size batch of 8 takes ~30 s).
@@ -88,7 +98,23 @@ def build_detector(size: Size, detector: str, variant: str, device: torch.device
         model.init_weights()
     finally:
         logger.setLevel(level)
+    _distinct_offsets(model, seed)
     return model.to(device).eval()
+
+
+@torch.no_grad()
+def _distinct_offsets(model: nn.Module, seed: int) -> None:
+    """Offsets of up to a pixel, constant per deformable conv and different between them.
+
+    SEPC's offset convs start at zero, which makes the cls and loc convs of a level the same
+    computation: ONNX Runtime's common-subexpression elimination then runs one of them (seen as
+    4 GridSample of a graph's 8), which a trained model would never allow."""
+    from sepc.ops import SEPCConv
+
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, SEPCConv) and m.part_deform:
+            m.conv_offset.bias.copy_(torch.rand(m.conv_offset.bias.shape, generator=g) * 2 - 1)
 
 
 def make_batch(model: nn.Module, image_hw: tuple[int, int], batch: int, seed: int = 0) -> dict:
@@ -175,6 +201,7 @@ class Settings:
     channels_last: bool
     flops: bool
     memory: bool
+    runtimes: tuple[str, ...] = ("torch",)
 
 
 def _autocast(s: Settings):
@@ -185,54 +212,77 @@ def _autocast(s: Settings):
 
 def measure_group(size: Size, detector: str, variants: list[str], s: Settings,
                   progress=None) -> list[dict]:
-    """Rows of one (size, detector): every variant timed interleaved with the others."""
-    models, rows = {}, {}
-    step_in = {}
-    for v in variants:
-        if progress is not None:
-            progress.set_postfix_str(f"{size.name} {detector} {v}: build")
-        model = build_detector(size, detector, v, s.device)
-        data = model.data_preprocessor(make_batch(model, size.image_hw, 1), False)
-        inputs, samples = data["inputs"], data["data_samples"]
-        row = dict(size=size.name, detector=detector, variant=v,
-                   input="x".join(map(str, inputs.shape)), params=latency.count_params(model))
-        if s.flops:
-            if progress is not None:
-                progress.set_postfix_str(f"{size.name} {detector} {v}: FLOPs")
-            row["flops"] = latency.count_flops(model, inputs, samples)
-        if s.fuse:
-            latency.fuse_for_inference(model)
-        if s.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
-        models[v], rows[v], step_in[v] = model, row, (inputs, samples)
+    """Rows of one (size, detector): every variant on every runtime timed interleaved."""
+    import tempfile
 
-    def step(v: str) -> Callable[[], object]:
-        inputs, samples = step_in[v]
-        return lambda: models[v].predict(inputs, samples, rescale=True)
+    from bench.run import onnx
 
-    with torch.inference_mode(), _autocast(s):
-        if progress is not None:
-            progress.set_postfix_str(f"{size.name} {detector}: model step")
-        times = interleaved({v: step(v) for v in variants}, s.warmup, s.reps, s.device,
-                            progress)
+    models, rows, step_in, steps, tests = {}, {}, {}, {}, {}
+    with tempfile.TemporaryDirectory(prefix="sepc-onnx-") as tmp:
         for v in variants:
-            rows[v].update({f"step_{k}": x for k, x in summarise(times[v]).items()},
-                           step_times_ms=times[v])
-            if s.memory:
-                rows[v]["peak_mem_mb"] = peak_memory_mb(step(v), s.device)
-        if size.name in s.batch_sizes:
             if progress is not None:
-                progress.set_postfix_str(f"{size.name} {detector}: batch {s.batch}")
-            batch = make_batch(models[variants[0]], size.image_hw, s.batch)
-            times = interleaved({v: (lambda m=models[v]: m.test_step(batch)) for v in variants},
-                                s.batch_warmup, s.batch_reps, s.device, progress)
-            for v in variants:
-                per_image = [t / s.batch for t in times[v]]
-                rows[v].update({f"batch_{k}": x for k, x in summarise(per_image).items()},
-                               batch_times_ms=per_image)
-    add_ratios(rows)
-    return list(rows.values())
+                progress.set_postfix_str(f"{size.name} {detector} {v}: build")
+            model = build_detector(size, detector, v, s.device)
+            data = model.data_preprocessor(make_batch(model, size.image_hw, 1), False)
+            inputs, samples = data["inputs"], data["data_samples"]
+            row = dict(size=size.name, detector=detector, variant=v,
+                       input="x".join(map(str, inputs.shape)),
+                       params=latency.count_params(model))
+            if s.flops:
+                if progress is not None:
+                    progress.set_postfix_str(f"{size.name} {detector} {v}: FLOPs")
+                row["flops"] = latency.count_flops(model, inputs, samples)
+            if s.fuse:
+                latency.fuse_for_inference(model)
+            if s.channels_last:
+                model = model.to(memory_format=torch.channels_last)
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
+            models[v], step_in[v] = model, (inputs, samples)
+            for rt in s.runtimes:
+                rows[rt, v] = dict(row, runtime=rt)
+                if rt == "torch":
+                    steps[rt, v] = lambda m=model, i=inputs, d=samples: m.predict(
+                        i, d, rescale=True)
+                    tests[rt, v] = lambda batch, m=model: m.test_step(batch)
+                    continue
+                if progress is not None:
+                    progress.set_postfix_str(f"{size.name} {detector} {v}: ONNX export")
+                sess = onnx.session(onnx.export_onnx(model, Path(tmp) / f"{v}.onnx"),
+                                    torch.get_num_threads())
+                steps[rt, v] = lambda m=model, x=sess, i=inputs, d=samples: onnx.detect(
+                    m, onnx.run_session(x, i.contiguous()), d)
+                tests[rt, v] = lambda batch, m=model, x=sess: _onnx_test_step(m, x, batch)
+
+        with torch.inference_mode(), _autocast(s):
+            if progress is not None:
+                progress.set_postfix_str(f"{size.name} {detector}: model step")
+            times = interleaved(steps, s.warmup, s.reps, s.device, progress)
+            for key, fn in steps.items():
+                rows[key].update({f"step_{k}": x for k, x in summarise(times[key]).items()},
+                                 step_times_ms=times[key])
+                if s.memory:
+                    rows[key]["peak_mem_mb"] = peak_memory_mb(fn, s.device)
+            if size.name in s.batch_sizes:
+                if progress is not None:
+                    progress.set_postfix_str(f"{size.name} {detector}: batch {s.batch}")
+                batch = make_batch(models[variants[0]], size.image_hw, s.batch)
+                times = interleaved({k: (lambda t=t: t(batch)) for k, t in tests.items()},
+                                    s.batch_warmup, s.batch_reps, s.device, progress)
+                for key in tests:
+                    per_image = [t / s.batch for t in times[key]]
+                    rows[key].update({f"batch_{k}": x for k, x in summarise(per_image).items()},
+                                     batch_times_ms=per_image)
+    for rt in s.runtimes:
+        add_ratios({v: rows[rt, v] for v in variants})
+    return [rows[rt, v] for rt in s.runtimes for v in variants]
+
+
+def _onnx_test_step(model: nn.Module, sess, batch: dict) -> list:
+    """The batch protocol on ONNX Runtime: normalise + pad (torch), the graph, decode + NMS."""
+    from bench.run import onnx
+
+    data = model.data_preprocessor(batch, False)
+    return onnx.detect(model, onnx.run_session(sess, data["inputs"]), data["data_samples"])
 
 
 def add_ratios(rows: dict[str, dict]) -> None:
@@ -253,8 +303,9 @@ def run(detectors: list[str], variants: list[str], sizes: list[str], s: Settings
     """All groups; returns the JSON document (``meta`` + ``rows``)."""
     from tqdm import tqdm
 
-    per_group = (s.warmup + s.reps) * len(variants)
-    total = sum(per_group + ((s.batch_warmup + s.batch_reps) * len(variants)
+    n = len(variants) * len(s.runtimes)
+    per_group = (s.warmup + s.reps) * n
+    total = sum(per_group + ((s.batch_warmup + s.batch_reps) * n
                              if z in s.batch_sizes else 0) for z in sizes) * len(detectors)
     rows: list[dict] = []
     with tqdm(total=total, desc="perf", unit="call", disable=not show_progress,
@@ -277,6 +328,7 @@ def meta(s: Settings) -> dict:
         threads=torch.get_num_threads(), dtype=s.dtype, torch=torch.__version__,
         mmcv=mmcv.__version__, mmdet=mmdet.__version__, deform_impl=deform_conv.DEFAULT_IMPL,
         fused_bn=s.fuse, channels_last=s.channels_last, warmup=s.warmup, reps=s.reps,
+        runtimes=list(s.runtimes), **_ort_meta(s),
         batch=s.batch, batch_warmup=s.batch_warmup, batch_reps=s.batch_reps,
         batch_sizes=list(s.batch_sizes), command=" ".join(["python -m bench"] + sys.argv[1:]),
         load_avg=list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
@@ -284,6 +336,20 @@ def meta(s: Settings) -> dict:
                    "deformable bilinear sampling and NMS not counted",
         memory_note=("CUDA max_memory_allocated above the model's own" if dev.type == "cuda"
                      else "peak RSS growth during one model step (after malloc_trim)"))
+
+
+def _ort_meta(s: Settings) -> dict:
+    if "onnxruntime" not in s.runtimes:
+        return {}
+    import onnxruntime
+
+    from bench.run.onnx import OPSET
+
+    return dict(onnxruntime=onnxruntime.__version__, onnx_opset=OPSET,
+                onnx_note=f"ONNX Runtime {onnxruntime.__version__} CPU provider, "
+                          f"{torch.get_num_threads()} intra-op threads, 1 inter-op, sequential, "
+                          "no spin-wait; the graph's forward, then decode + NMS in torch "
+                          "(mmdet's head), as the torch step")
 
 
 def write(doc: dict, out_dir: Path) -> tuple[Path, Path]:
@@ -301,6 +367,7 @@ def settings_from(args: argparse.Namespace) -> tuple[Settings, list[str], list[s
     if "baseline" not in variants:
         variants = ["baseline", *variants]
     sizes = parse_list(args.sizes, SIZES, "size")
+    runtimes = parse_list(args.runtime, RUNTIMES, "runtime")
     name = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if name.split(":")[0] not in DEFAULTS:
         raise MatrixError(f"--device {name}: only cpu and cuda[:N] are supported")
@@ -310,6 +377,9 @@ def settings_from(args: argparse.Namespace) -> tuple[Settings, list[str], list[s
         raise MatrixError(f"--device {name}: {exc}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise MatrixError(f"--device {name}: torch sees no CUDA device here")
+    if "onnxruntime" in runtimes and (device.type != "cpu" or args.channels_last):
+        raise MatrixError("--runtime onnxruntime runs ONNX Runtime's CPU provider on NCHW "
+                          "input: it needs --device cpu and no --channels-last")
     if args.dtype == "fp16" and device.type != "cuda":
         raise MatrixError("--dtype fp16 needs a CUDA device (autocast fp16 on CPU is not the "
                           "deployment case and mmcv's CPU ops have no fp16)")
@@ -328,7 +398,7 @@ def settings_from(args: argparse.Namespace) -> tuple[Settings, list[str], list[s
                                else args.batch_warmup),
                  batch_reps=args.batch_reps or d["batch_reps"], batch_sizes=tuple(batch_sizes),
                  fuse=not args.no_fuse, channels_last=args.channels_last,
-                 flops=not args.no_flops, memory=not args.no_memory)
+                 flops=not args.no_flops, memory=not args.no_memory, runtimes=tuple(runtimes))
     return s, detectors, variants, sizes
 
 

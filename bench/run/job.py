@@ -140,6 +140,8 @@ class CellJob(submitit.helpers.Checkpointable):
             if isinstance(exc, SystemExit) and (exc.code in (0, None) or self._requeued):
                 raise
             traceback.print_exc()
+            if rank0 and (store.read() or {}).get("status") == "done":
+                raise  # interrupted after the cell was written done: the result stands
             if rank0:
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
                 reason = f"{type(exc).__name__}: {first}"

@@ -109,8 +109,11 @@ def run_local(plans: list[Plan], results: Path, jobs: int = 1, progress: bool = 
         interrupted = True
         for key, (cell, job) in running.items():
             job.cancel(check=False)
-            CellStore(results, cell).write(status="cancelled", error="interrupted (Ctrl-C)",
-                                           finished_at=now())
+            store = CellStore(results, cell)
+            if (store.read() or {}).get("status") == "done":  # done, its process still exiting
+                final[key] = "done"
+                continue
+            store.write(status="cancelled", error="interrupted (Ctrl-C)", finished_at=now())
             final[key] = "cancelled"
         raise
     finally:

@@ -23,9 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-Impl = Literal["auto", "mmcv", "torch"]
+Impl = Literal["auto", "mmcv", "torch", "onnx"]
 
-#: Which implementation ``deform_conv2d`` uses; ``auto`` = mmcv on CUDA, gather+conv elsewhere.
+#: Which implementation ``deform_conv2d`` uses; ``auto`` = mmcv on CUDA, gather+conv elsewhere,
+#: ``onnx`` while exporting to ONNX.
 DEFAULT_IMPL: Impl = os.environ.get("SEPC_DEFORM_IMPL", "auto")  # type: ignore[assignment]
 
 
@@ -120,6 +121,32 @@ def _sampling_grid(offset: Tensor, in_hw: tuple[int, int], kernel: tuple[int, in
     return torch.addcmul(base, off, scale).reshape(n, kh * kw * ho, wo, 2)
 
 
+def _traced_sampling_grid(offset: Tensor, in_hw: tuple[int, int], kernel: tuple[int, int],
+                          stride: tuple[int, int], padding: tuple[int, int],
+                          dilation: tuple[int, int]) -> Tensor:
+    """``_sampling_grid`` built from the offsets' shape on every call, for the ONNX export.
+
+    The tracer records these arange ops against the input's size, so one graph serves any image
+    size; the cached grid of the training path would be frozen into the graph as a constant of the
+    size it was traced at (and wrong at every other size).
+    """
+    n, _, ho, wo = offset.shape
+    kh, kw = kernel
+    h, w = in_hw
+    dev, dt = offset.device, offset.dtype
+    ki = torch.arange(kh, device=dev, dtype=dt).repeat_interleave(kw) * dilation[0]  # (K,)
+    kj = torch.arange(kw, device=dev, dtype=dt).repeat(kh) * dilation[1]
+    oy = torch.arange(ho, device=dev, dtype=dt) * stride[0] - padding[0]
+    ox = torch.arange(wo, device=dev, dtype=dt) * stride[1] - padding[1]
+    off = offset.view(n, kh * kw, 2, ho, wo)
+    py = off[:, :, 0] + (ki[:, None, None] + oy[None, :, None])  # (N, K, Ho, Wo)
+    px = off[:, :, 1] + (kj[:, None, None] + ox[None, None, :])
+    # align_corners=False maps pixel p to (2p + 1) / size - 1: exact for size 1 too.
+    gx = (2 * px + 1) / w - 1
+    gy = (2 * py + 1) / h - 1
+    return torch.stack((gx, gy), dim=-1).view(n, kh * kw * ho, wo, 2)
+
+
 def deform_conv2d_torch(x: Tensor, offset: Tensor, weight: Tensor,
                         stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0,
                         dilation: int | tuple[int, int] = 1) -> Tensor:
@@ -166,6 +193,8 @@ def deform_conv2d(x: Tensor, offset: Tensor, weight: Tensor,
                   dilation: int | tuple[int, int] = 1, impl: Impl | None = None) -> Tensor:
     """DCNv1 (groups=1, deform_groups=1, no bias) through the fastest exact path for the device."""
     impl = impl or DEFAULT_IMPL
+    if impl == "onnx" or impl == "auto" and torch.onnx.is_in_onnx_export():
+        return deform_conv2d_onnx(x, offset, weight, stride, padding, dilation)
     if impl == "auto":
         # mmcv's kernel refuses maps smaller than the kernel (P7 of a small image): not ours.
         small = x.shape[-2] < weight.shape[-2] or x.shape[-1] < weight.shape[-1]
@@ -173,12 +202,29 @@ def deform_conv2d(x: Tensor, offset: Tensor, weight: Tensor,
     if impl == "torch":
         return deform_conv2d_torch(x, offset, weight, stride, padding, dilation)
     if impl != "mmcv":
-        raise ValueError(f"unknown deformable conv implementation {impl!r} (auto, mmcv, torch)")
+        raise ValueError(f"unknown deformable conv implementation {impl!r} (auto, mmcv, torch, "
+                         "onnx)")
     from mmcv.ops import deform_conv2d as mmcv_deform_conv2d
 
     return mmcv_deform_conv2d(x, offset.to(x.dtype), weight.to(x.dtype), _pair(stride),
                               _pair(padding), _pair(dilation), 1, 1, False,
                               _im2col_step(x.shape[0]))
+
+
+def deform_conv2d_onnx(x: Tensor, offset: Tensor, weight: Tensor,
+                       stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0,
+                       dilation: int | tuple[int, int] = 1) -> Tensor:
+    """DCNv1 as ONNX's standard ops see it: ``grid_sample`` (GridSample, opset 16+) of the taps,
+    then one matmul (MatMul) with the weight; no custom op (bench/run/onnx.py exports through
+    it)."""
+    stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
+    n, c, h, w = x.shape
+    cout, _, kh, kw = weight.shape
+    ho, wo = offset.shape[-2:]
+    grid = _traced_sampling_grid(offset, (h, w), (kh, kw), stride, padding, dilation)
+    cols = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    cols = cols.reshape(n, c * kh * kw, ho * wo)  # channel-major, tap-minor: weight's order
+    return torch.matmul(weight.reshape(cout, c * kh * kw), cols).view(n, cout, ho, wo)
 
 
 def _im2col_step(batch: int) -> int:
