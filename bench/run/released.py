@@ -34,7 +34,7 @@ def load_released(model: nn.Module, state: Mapping[str, Tensor], variant: str,
 
 
 # -- what a checkpoint's keys say about its variant ------------------------------------------
-_NECK = ("neck.1.", "module.neck.1.")  # the SEPC neck after the FPN (neck.0)
+_NECK = "neck.1."  # the SEPC neck after the FPN (neck.0)
 #: What a variant has that a checkpoint can lack, as the message names it.
 _NEEDS = {"sepc": "neck.1.* (the SEPC neck)", "ibn": "neck.1.*.bn/cbn/lbn (iBN)",
           "pconv_deform": "neck.1.Pconvs.*.Pconv.*.conv_offset.* (deformable PConvs)",
@@ -63,7 +63,8 @@ def variant_mismatch(keys: list[str], variant: str) -> str | None:
     from sepc.checkpoint import shorten_keys
 
     want = VARIANTS[variant]
-    found = _switch_keys(keys)
+    # named as the model names them: without the "module." of a DataParallel-wrapped save
+    found = _switch_keys([k.removeprefix("module.") for k in keys])
     have = {s: bool(k) for s, k in found.items()}
     wanted = {s: getattr(want, s) for s in have}
     differ = [s for s in have if have[s] != wanted[s]]
