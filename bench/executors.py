@@ -125,6 +125,10 @@ def run_local(cells: list[Cell], results: Path, opts: Options, jobs: int = 1,
     final: dict[str, str] = {}
     # `kill` of the sweep (SIGTERM) cancels its jobs like Ctrl-C does, instead of orphaning them.
     previous_sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # Started in the background by a shell (`make table &`), the sweep inherits SIGINT ignored,
+    # and so would its jobs: submitit cancels a local job with SIGINT, which they would never
+    # see. A handler here makes the jobs start with SIGINT's default (an exec resets handlers).
+    previous_sigint = signal.signal(signal.SIGINT, signal.default_int_handler)
     tty = sys.stderr.isatty()
     shown = 0.0
     total = sum(i or 0 for i in iters.values())
@@ -185,6 +189,7 @@ def run_local(cells: list[Cell], results: Path, opts: Options, jobs: int = 1,
     finally:
         bar.close()
         signal.signal(signal.SIGTERM, previous_sigterm)
+        signal.signal(signal.SIGINT, previous_sigint)
         unmark_pending(results, marked)
         if refresher:  # a stopped sweep's report is rebuilt in the background, not waited for
             refresher.close(wait=0 if interrupted else 60)
