@@ -124,3 +124,30 @@ def test_a_watched_sweep_survives_ctrl_c(tmp_path):
     assert len(rows) == 3 and all(r["status"] == "done" for r in rows.values())
     page = html.read_text()
     assert 'class="badge pending"' not in page and 'class="badge done">done: 3<' in page
+
+
+def test_a_background_sweep_stops_its_jobs_when_killed(tmp_path):
+    """Started from a script in the background (SIGINT ignored, as a shell's `&` leaves it),
+    `kill` of the sweep still stops its training job: no orphan keeps writing the store."""
+    results = tmp_path / "results"
+    proc = _bench("run", "--profile", "smoke", "--detectors", "fsaf", "--variants", "baseline",
+                  "--max-iters", "400", "--results", str(results), "--quiet",
+                  preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    cell = results / "fsaf__baseline__s0"
+
+    def training():
+        p = cell / "progress.json"
+        return p.exists() and json.loads(p.read_text()).get("iter", 0) >= 5
+    wait_for(training, 400, "the cell training")
+    job_pid = int(json.loads((cell / "result.json").read_text())["pid"])
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+
+    def job_gone():
+        try:
+            with open(f"/proc/{job_pid}/stat") as fh:  # a zombie has stopped too
+                return fh.read().rsplit(")", 1)[-1].split()[0] == "Z"
+        except FileNotFoundError:
+            return True
+    wait_for(job_gone, 60, "the job process to stop")
+    assert json.loads((cell / "result.json").read_text())["status"] == "cancelled"
