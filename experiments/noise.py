@@ -36,6 +36,14 @@ class SeedSpread:
 
 
 SEED_SPREADS: tuple[SeedSpread, ...] = (
+    # Measured here: the 15 smoke cells trained with seeds 0 and 1 (the default `make table`'s
+    # recipe), pooled. The stock RetinaNet head is the noisiest cell by far (24.7 and 16.2 AP):
+    # the pooled value is a typical cell's, not a bound (docs/statistics.md).
+    SeedSpread(
+        profile="smoke", iters=1500, sd={"AP": 2.23}, dof=15, measured="2026-12-04",
+        command="python -m bench spread --profile smoke --seeds 2 --run-missing",
+        basis="15 cells x 2 seeds, commits 84c9c1b and 239c38c, x86_64, 2 cores",
+        sd_max={"AP": 6.01}),
     # Not measured here (COCO R-50 1x costs ~1,500 GPU-hours a sweep): maintainers' statements of
     # COCO AP from run to run for one recipe. mmdetection #3496: "the fluctuation is very little
     # (less than 0.3 mAP)"; detectron2 #457: RetinaNet at 800x1333 "can vary from 35.8 - 36.3"
