@@ -22,11 +22,15 @@ from bench.repo import REPO
 from reports.schema import read_json
 
 #: One cell's training step relative to the RetinaNet baseline's, by variant and by detector
-#: (1 thread, batch 4, smoke sizes; docs/performance.md, "Smoke sweep"). For the schedule and
-#: the forecast only: the measured rates replace it once cells train.
-VARIANT_STEP_COST = {"baseline": 1.0, "pconv": 1.12, "ibn": 1.23, "sepc_lite": 1.42,
-                     "sepc": 2.17, "sepc_noibn": 2.0}
-DETECTOR_STEP_COST = {"retinanet": 1.0, "freeanchor": 1.05, "fsaf": 0.9, "atss": 1.0}
+#: (1 thread, batch 4, smoke sizes, channels-last: the seconds per iteration of the 15 cells of
+#: a fresh clone's `make table`, docs/performance.md, "Smoke sweep"). For the schedule and the
+#: forecast only: the measured rates replace it once cells train.
+VARIANT_STEP_COST = {"baseline": 1.0, "pconv": 1.09, "ibn": 1.26, "sepc_lite": 1.33,
+                     "sepc": 2.10, "sepc_noibn": 1.95}
+DETECTOR_STEP_COST = {"retinanet": 1.0, "freeanchor": 1.03, "fsaf": 0.9, "atss": 1.0}
+#: A warm-start step in RetinaNet-baseline cell steps: it trains every stage and BN layer, in
+#: NCHW (here 0.201 s a warm-start step, 0.168 s a RetinaNet baseline cell's).
+WARMSTART_STEP_COST = 1.2
 #: What a cell costs besides its training steps (start-up, evaluation, FLOPs, per-image
 #: records), in steps of that cell.
 OVERHEAD_STEPS = 100
@@ -53,7 +57,8 @@ def measured_step_s(profile: str) -> tuple[float, str] | None:
         return None
     if not meta.get("train_s") or not meta.get("iters"):
         return None
-    return float(meta["train_s"]) / int(meta["iters"]), "the warm start's steps on this machine"
+    return (float(meta["train_s"]) / int(meta["iters"]) / WARMSTART_STEP_COST,
+            "the warm start's steps on this machine")
 
 
 def makespan(running: list[float], pending: list[float], slots: int) -> float:
