@@ -34,8 +34,10 @@ class SeedSpread:
 
     def describe(self, metric: str = "AP") -> str:
         dof = "taken as known" if math.isinf(self.dof) else f"{self.dof:g} degrees of freedom"
-        return (f"seed spread {self.sd[metric]:.2f} {metric} per cell ({dof}; {self.basis}; "
-                f"{self.measured}; `{self.command}`)")
+        worst = (f", the noisiest cell {self.sd_max[metric]:.2f}" if metric in self.sd_max
+                 else "")
+        return (f"seed spread {self.sd[metric]:.2f} {metric} per cell{worst} ({dof}; "
+                f"{self.basis}; {self.measured}; `{self.command}`)")
 
 
 SEED_SPREADS: tuple[SeedSpread, ...] = (
