@@ -157,9 +157,9 @@ def cmd_plan(args) -> int:
     return 0
 
 
-def _print_lr_notes(lines: list[str]) -> None:
+def _print_lr_notes(lines: list[str], file=None) -> None:
     for line in lines:
-        print(f"note: {line}", file=sys.stderr)
+        print(f"note: {line}", file=file or sys.stderr)
 
 
 def _slurm_options(args):
@@ -185,7 +185,8 @@ def cmd_run(args) -> int:
         if out.cancelled:
             print(f"cancelled {len(out.cancelled)} queued SLURM jobs first: "
                   f"{' '.join(out.cancelled)}")
-        _print_lr_notes(lr_notes(plans))
+        # stdout, with the rest of what the run does: stderr holds only a refusal's one line
+        _print_lr_notes(lr_notes(plans), file=sys.stdout)
         if args.dry_run and args.executor == "slurm":
             for params, group in out.groups:
                 print(json.dumps(dict(cells=[p.key for p in group], sbatch=params), indent=1))

@@ -218,7 +218,7 @@ def test_submitting_again_never_duplicates_a_queued_cell(tmp_path):
         assert f"skip {key}: queued on SLURM as job {first} (RUNNING)" in again.stdout
         assert "submitted" not in again.stdout and _sweep_job(results, key) == first
         # the table of that folder never starts a local run of a cell SLURM still holds
-        table = bench("table", "--run-missing", *smoke(results, "pconv"))
+        table = bench("table", "--run-missing", "--max-iters", "3000", *smoke(results, "pconv"))
         assert f"not run here: {key}: queued on SLURM" in table.stderr
         assert "running 1 missing" not in table.stderr and row(results, key)["job_id"] == first
         # `status` shows the sweep's cells, not the profile's 15

@@ -79,10 +79,11 @@ def test_key_covers_knobs_code_and_config(monkeypatch, tmp_path):
         finally:
             warmstart.recipe.cache_clear()
 
-    # a warm-start setting moves it (a model delta the cells never see)
+    # a warm-start setting moves it (a model delta the cells never see; one that changes the
+    # config: the smoke FPN already has num_outs 5)
     real = warmstart.settings
     monkeypatch.setattr(warmstart, "settings", lambda name: dataclasses.replace(
-        real(name), model={**real(name).model, "neck": {"num_outs": 5}}))
+        real(name), model={**real(name).model, "neck": {"out_channels": 16}}))
     assert key_now() != k
     monkeypatch.setattr(warmstart, "settings", real)
     assert key_now() == k
