@@ -1,11 +1,12 @@
-"""The SEPC neck: parameter counts, level gating, iBN, original checkpoint names."""
+"""The SEPC neck: parameter counts, level gating, iBN, original checkpoint names; the stand-alone
+PConv neck (one output per level) on Faster R-CNN's P2-P6 pyramid."""
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 import sepc  # registers the modules
-from sepc.necks import SEPC, integrated_bn
+from sepc.necks import SEPC, PConvNeck, integrated_bn
 from sepc.ops import deform_conv2d
 
 VARIANT_ARGS = {
@@ -32,8 +33,8 @@ def _pyramid(n=2, c=8, size=32, levels=5, seed=0):
 def test_registered_in_mmdet():
     from mmdet.registry import MODELS
 
-    for name in ("SEPC", "SEPCRetinaHead", "SEPCFSAFHead", "SEPCFreeAnchorRetinaHead",
-                 "SEPCATSSHead"):
+    for name in ("SEPC", "PConvNeck", "SEPCRetinaHead", "SEPCFSAFHead",
+                 "SEPCFreeAnchorRetinaHead", "SEPCATSSHead", "SEPCFCOSHead"):
         assert MODELS.get(name) is not None, name
 
 
@@ -231,3 +232,97 @@ def test_head_flops_match_the_paper_ratio():
     pconvs = nn.Sequential(*sepc_neck.Pconvs).eval()
     pconv_conv, _ = _conv_flops(pconvs, x)
     assert pconv_conv / (stock_conv / 2) == pytest.approx(1.4985, abs=2e-4)
+
+
+# -- PConvNeck: the stand-alone module of the paper's two-stage claim --------------------------
+#: Faster R-CNN's FPN levels P2..P6 (strides 4..64) of a 96x64 input: P6 is P5 max-pooled with
+#: stride 2 (ceil), 3x2 -> 2x1, the size a stride-2 PConv term from P5 must also give.
+P2_P6 = [(24, 16), (12, 8), (6, 4), (3, 2), (2, 1)]
+
+
+def _centre_tap(neck):
+    """Every PConv conv becomes the identity (weight 1 at the centre tap, bias 0): the stride-2
+    term then reads the finer level's even pixels, the upsampled term the coarser level."""
+    with torch.no_grad():
+        for name, p in neck.named_parameters():
+            p.zero_()
+            if name.endswith("weight"):
+                p[:, :, 1, 1] = torch.eye(p.shape[0], p.shape[1])
+
+
+def test_pconv_neck_on_p2_p6_by_hand():
+    """Constant levels 1, 2, 3, 4, 5 (P2..P6) through identity convs: each level sums itself
+    and its neighbours (P2 has no finer one, P6 no coarser one), then ReLU. By hand, one PConv:
+    3, 6, 9, 12, 9; a second on that: 9, 18, 27, 30, 21. Each level keeps its input's size."""
+    x = [torch.full((1, 2, h, w), float(level + 1)) for level, (h, w) in enumerate(P2_P6)]
+    for n, expect in [(1, [3, 6, 9, 12, 9]), (2, [9, 18, 27, 30, 21])]:
+        neck = PConvNeck(in_channels=[2] * 5, out_channels=2, Pconv_num=n).eval()
+        _centre_tap(neck)
+        with torch.no_grad():
+            out = neck(x)
+        assert isinstance(out, tuple) and len(out) == 5
+        assert out[0].shape == (1, 2, 24, 16) and out[-1].shape == (1, 2, 2, 1)  # P2, P6
+        assert [tuple(o.shape[-2:]) for o in out] == P2_P6
+        for o, v in zip(out, expect):
+            torch.testing.assert_close(o, torch.full_like(o, float(v)), rtol=0, atol=0)
+
+
+def _ref_pconv_neck(neck, x):
+    """The PConv neck written out level by level from its weights (plain convs, no iBN)."""
+    for module in neck.Pconvs:
+        up, same, down = ((c.weight, c.bias) for c in module.Pconv)
+        out = []
+        for level, feat in enumerate(x):
+            y = F.conv2d(feat, *same, padding=1)
+            if level > 0:  # the finer level through the stride-2 conv
+                y = y + F.conv2d(x[level - 1], *down, stride=2, padding=1)
+            if level < len(x) - 1:  # the coarser level, upsampled to this one's exact size
+                coarse = F.conv2d(x[level + 1], *up, padding=1)
+                y = y + F.interpolate(coarse, size=feat.shape[-2:], mode="bilinear",
+                                      align_corners=True)
+            out.append(F.relu(y))
+        x = out
+    return x
+
+
+def test_pconv_neck_on_p2_p6_equals_reference():
+    """Random weights and inputs, 4 stacked PConvs (the paper's count), 3 -> 8 channels: the
+    neck equals the written-out reference at every level, P2 (24x16) and P6 (2x1) included."""
+    torch.manual_seed(0)
+    neck = PConvNeck(in_channels=[3] * 5, out_channels=8).eval()
+    with torch.no_grad():
+        for p in neck.parameters():
+            p.normal_(0, 0.3)
+    g = torch.Generator().manual_seed(1)
+    x = [torch.randn(2, 3, h, w, generator=g) for h, w in P2_P6]
+    with torch.no_grad():
+        out, ref = neck(x), _ref_pconv_neck(neck, x)
+    assert [o.shape for o in out] == [torch.Size([2, 8, h, w]) for h, w in P2_P6]
+    for o, r in zip(out, ref):
+        torch.testing.assert_close(o, r, rtol=1e-5, atol=1e-5)
+    assert out[-1].abs().sum() > 0 and out[0].abs().sum() > 0
+
+
+def test_pconv_neck_names_ibn_fuse_and_refusals():
+    """The SEPC neck's PConv names (no cls/loc convs); iBN folds; wrong pyramids are refused."""
+    plain, ibn = PConvNeck(in_channels=[8] * 5, out_channels=8), PConvNeck(
+        in_channels=[8] * 5, out_channels=8, iBN=True)
+    sepc_keys = {k for k in SEPC(in_channels=[8] * 5, out_channels=8, iBN=True).state_dict()
+                 if k.startswith("Pconvs.")}
+    assert set(ibn.state_dict()) == sepc_keys
+    assert not any("conv_offset" in k or "bn" in k for k in plain.state_dict())
+    neck = _randomise(ibn).eval()
+    x = [torch.randn(1, 8, h, w) for h, w in P2_P6]
+    with torch.no_grad():
+        ref = neck(x)
+        sepc.fuse_ibn(nn.Sequential(neck))
+        out = neck(x)
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in neck.modules())
+    for o, r in zip(out, ref):
+        torch.testing.assert_close(o, r, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="expects 5 levels, got 4"):
+        plain(x[:4])
+    with pytest.raises(ValueError, match="4 in_channels for num_outs=5"):
+        PConvNeck(in_channels=[8] * 4)
+    with pytest.raises(ValueError, match="Pconv_num must be at least 1"):
+        PConvNeck(Pconv_num=0)

@@ -1,5 +1,6 @@
 from .sepc_heads import (
     SEPCATSSHead,
+    SEPCFCOSHead,
     SEPCFreeAnchorRetinaHead,
     SEPCFSAFHead,
     SEPCRetinaHead,
@@ -7,4 +8,4 @@ from .sepc_heads import (
 )
 
 __all__ = ["SEPCRetinaHead", "SEPCFSAFHead", "SEPCFreeAnchorRetinaHead", "SEPCATSSHead",
-           "split_pair"]
+           "SEPCFCOSHead", "split_pair"]

@@ -1,4 +1,5 @@
-"""mmdet's RetinaNet, FSAF, FreeAnchor and ATSS heads taking the SEPC neck's (cls, loc) pairs.
+"""mmdet's RetinaNet, FSAF, FreeAnchor, ATSS and FCOS heads taking the SEPC neck's (cls, loc)
+pairs.
 
 Each head subclasses mmdet's own, so losses, assignment and post-processing are mmdet's (or
 what the config names instead, e.g. the release's FSAF assigner and loss). The only change is
@@ -9,7 +10,14 @@ run on top of the neck.
 from __future__ import annotations
 
 from mmcv.cnn import Scale
-from mmdet.models.dense_heads import ATSSHead, FreeAnchorRetinaHead, FSAFHead, RetinaHead
+from mmdet.models.dense_heads import (
+    AnchorFreeHead,
+    ATSSHead,
+    FCOSHead,
+    FreeAnchorRetinaHead,
+    FSAFHead,
+    RetinaHead,
+)
 from mmdet.registry import MODELS
 from torch import Tensor
 
@@ -79,3 +87,34 @@ class SEPCATSSHead(ATSSHead):
         # as mmdet's: no exp on the deltas, the learnable per-level scale only
         bbox_pred = scale(self.atss_reg(reg_feat)).float()
         return self.atss_cls(cls_feat), bbox_pred, self.atss_centerness(reg_feat)
+
+
+class _PairTowers(AnchorFreeHead):
+    """AnchorFreeHead's tower pass on a (cls_feat, loc_feat) pair (a tensor feeds both), for
+    a subclass of an anchor-free head whose ``forward_single`` calls ``super()`` for it."""
+
+    def forward_single(self, x: Tensor | tuple[Tensor, Tensor]) -> tuple[Tensor, ...]:
+        cls_feat, reg_feat = split_pair(x)
+        for conv in self.cls_convs:
+            cls_feat = conv(cls_feat)
+        cls_score = self.conv_cls(cls_feat)
+        for conv in self.reg_convs:
+            reg_feat = conv(reg_feat)
+        return cls_score, self.conv_reg(reg_feat), cls_feat, reg_feat
+
+
+# FCOSHead.forward_single calls super().forward_single(x): with _PairTowers after FCOSHead in the
+# bases, that lands on the pair-aware tower pass above, and the rest is mmdet's own code.
+@MODELS.register_module()
+class SEPCFCOSHead(FCOSHead, _PairTowers):
+    """FCOSHead on SEPC features (Args as mmdet's FCOSHead; ``stacked_convs`` defaults to 0).
+
+    Not in the paper. Classification reads the cls feature, box distances the loc feature, and
+    centre-ness whichever branch mmdet's FCOSHead reads it from: the classification branch by
+    default (``centerness_on_reg=False``, mmdet's FCOS R-50 1x), the regression branch with
+    ``centerness_on_reg=True`` (mmdet's "centeronreg" configs). Scales, ``norm_on_bbox`` and
+    every loss are mmdet's.
+    """
+
+    def __init__(self, *args, stacked_convs: int = 0, **kwargs) -> None:
+        super().__init__(*args, stacked_convs=stacked_convs, **kwargs)

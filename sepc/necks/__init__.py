@@ -1,4 +1,4 @@
 from .ibn import integrated_bn
-from .sepc_neck import SEPC, PConvModule, fuse_ibn
+from .sepc_neck import SEPC, PConvModule, PConvNeck, fuse_ibn
 
-__all__ = ["SEPC", "PConvModule", "fuse_ibn", "integrated_bn"]
+__all__ = ["SEPC", "PConvModule", "PConvNeck", "fuse_ibn", "integrated_bn"]

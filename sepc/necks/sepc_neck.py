@@ -1,4 +1,5 @@
-"""The SEPC neck: stacked pyramid convolutions, iBN and the extra cls/loc convs."""
+"""The SEPC neck (stacked pyramid convolutions, iBN and the extra cls/loc convs) and the PConv
+stack alone as a neck of its own, one output per level (``PConvNeck``)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -108,21 +109,15 @@ class SEPC(BaseModule):
                  iBN: bool = False, Pconv_num: int = 4, lcconv_padding: int = 0,
                  norm_cfg: dict | None = None, init_cfg: dict | None = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        in_channels = list(in_channels)
-        if len(in_channels) != num_outs:
-            raise ValueError(f"SEPC: {len(in_channels)} in_channels for num_outs={num_outs}")
-        if len(set(in_channels)) != 1:
-            raise ValueError(f"SEPC: all input levels must have the same width, got {in_channels}")
+        in_channels = _check_levels("SEPC", in_channels, num_outs)
         if lcconv_padding not in (0, 1):
             raise ValueError(f"SEPC: lcconv_padding must be 0 (faithful) or 1 (corrected), "
                              f"got {lcconv_padding}")
         self.in_channels, self.out_channels, self.num_outs = in_channels, out_channels, num_outs
         self.iBN, self.lcconv_padding = iBN, lcconv_padding
         norm_cfg = norm_cfg or dict(type="BN")
-        self.Pconvs = nn.ModuleList(
-            PConvModule(in_channels[0] if i == 0 else out_channels, out_channels, iBN,
-                        pconv_deform, norm_cfg)
-            for i in range(Pconv_num))
+        self.Pconvs = _pconv_stack(in_channels[0], out_channels, Pconv_num, iBN, pconv_deform,
+                                   norm_cfg)
         width = out_channels if Pconv_num else in_channels[0]
         self.cconv = SEPCConv(width, out_channels, 3, padding=lcconv_padding,
                               part_deform=lcconv_deform)
@@ -140,11 +135,7 @@ class SEPC(BaseModule):
                 m.init_weights()
 
     def forward(self, inputs: Sequence[Tensor]) -> tuple[tuple[Tensor, Tensor], ...]:
-        if len(inputs) != self.num_outs:
-            raise ValueError(f"SEPC expects {self.num_outs} levels, got {len(inputs)}")
-        x = list(inputs)
-        for pconv in self.Pconvs:
-            x = pconv(x)
+        x = _run_stack("SEPC", self.Pconvs, inputs, self.num_outs)
         cls = [self.cconv(level, f) for level, f in enumerate(x)]
         loc = [self.lconv(level, f) for level, f in enumerate(x)]
         if self.iBN:
@@ -171,9 +162,97 @@ class SEPC(BaseModule):
         return self
 
 
+@MODELS.register_module()
+class PConvNeck(BaseModule):
+    """Stacked pyramid convolutions after an FPN, one output per level: the paper's PConv as a
+    stand-alone module ("also functions well as a stand-alone module in two-stage object
+    detectors"), whose output feeds every head that reads the pyramid (a Faster R-CNN's RPN and
+    RoI head alike).
+
+    The SEPC neck without its cls/loc convs: their (cls, loc) pair feeds the two branches of a
+    one-stage head, which an RPN + RoI head does not have. The same stacked
+    :class:`PConvModule` (the same parameter names, ``Pconvs.<i>.Pconv.<j>``), for any number of
+    levels from any start: level 0 is the finest input, P2 (stride 4) for Faster R-CNN's FPN, P3
+    for RetinaNet's; each output level keeps its input's size. Arguments keep the SEPC neck's
+    (the authors') names.
+
+    Args:
+        in_channels: channels of each input level (FPN outputs; all equal).
+        out_channels: width of the PConvs.
+        num_outs: number of pyramid levels (5: P2-P6 for Faster R-CNN's FPN).
+        pconv_deform: scale-equalizing (deformable) PConvs at output levels >= 1.
+        iBN: integrated BN in each PConv.
+        Pconv_num: number of stacked PConv modules (at least one).
+        norm_cfg: norm of iBN (per-GPU BN by default).
+        init_cfg: mmengine init config (the convs initialise themselves as the original did).
+    """
+
+    def __init__(self, in_channels: Sequence[int] = (256,) * 5, out_channels: int = 256,
+                 num_outs: int = 5, pconv_deform: bool = False, iBN: bool = False,
+                 Pconv_num: int = 4, norm_cfg: dict | None = None,
+                 init_cfg: dict | None = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        in_channels = _check_levels("PConvNeck", in_channels, num_outs)
+        if Pconv_num < 1:
+            raise ValueError(f"PConvNeck: Pconv_num must be at least 1, got {Pconv_num}")
+        self.in_channels, self.out_channels, self.num_outs = in_channels, out_channels, num_outs
+        self.iBN = iBN
+        self.Pconvs = _pconv_stack(in_channels[0], out_channels, Pconv_num, iBN, pconv_deform,
+                                   norm_cfg or dict(type="BN"))
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        for m in self.modules():
+            if isinstance(m, SEPCConv):
+                m.init_weights()
+
+    def forward(self, inputs: Sequence[Tensor]) -> tuple[Tensor, ...]:
+        return tuple(_run_stack("PConvNeck", self.Pconvs, inputs, self.num_outs))
+
+    def fuse(self) -> PConvNeck:
+        """Fold every iBN into the PConv convs, for inference (in place, eval mode; returns
+        self): the fused neck equals the eval-mode neck to float rounding."""
+        if self.training:
+            raise RuntimeError("PConvNeck.fuse(): call model.eval() first (it folds BN running "
+                               "statistics, what eval mode uses)")
+        for pconv in self.Pconvs:
+            pconv.fuse()
+        self.iBN = False
+        return self
+
+
+def _check_levels(name: str, in_channels: Sequence[int], num_outs: int) -> list[int]:
+    """``in_channels`` as a list, refused unless one width per level, the same for all."""
+    in_channels = list(in_channels)
+    if len(in_channels) != num_outs:
+        raise ValueError(f"{name}: {len(in_channels)} in_channels for num_outs={num_outs}")
+    if len(set(in_channels)) != 1:
+        raise ValueError(f"{name}: all input levels must have the same width, got {in_channels}")
+    return in_channels
+
+
+def _pconv_stack(in_width: int, out_channels: int, n: int, ibn: bool, deform: bool,
+                 norm_cfg: dict) -> nn.ModuleList:
+    """``n`` stacked PConv modules, the first reading ``in_width`` channels."""
+    return nn.ModuleList(
+        PConvModule(in_width if i == 0 else out_channels, out_channels, ibn, deform, norm_cfg)
+        for i in range(n))
+
+
+def _run_stack(name: str, pconvs: nn.ModuleList, inputs: Sequence[Tensor],
+               num_outs: int) -> list[Tensor]:
+    """The pyramid through every PConv module, refused unless it has ``num_outs`` levels."""
+    if len(inputs) != num_outs:
+        raise ValueError(f"{name} expects {num_outs} levels, got {len(inputs)}")
+    x = list(inputs)
+    for pconv in pconvs:
+        x = pconv(x)
+    return x
+
+
 def fuse_ibn(model: nn.Module) -> nn.Module:
-    """``SEPC.fuse()`` on every SEPC neck of ``model`` (in eval mode); returns ``model``."""
+    """``fuse()`` on every SEPC and PConvNeck neck of ``model`` (in eval mode); returns it."""
     for m in model.modules():
-        if isinstance(m, SEPC):
+        if isinstance(m, (SEPC, PConvNeck)):
             m.fuse()
     return model
