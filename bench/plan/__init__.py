@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.plan.cells import Cell
-from bench.plan.config import config_hash, place, plain_text
+from bench.plan.config import config_hash, head_type, place, plain_text
 from bench.plan.layout import Layout, layout, reference_batch, scaled_lr
 from bench.plan.options import Options
 from bench.plan.resolve import resolve
@@ -74,7 +74,7 @@ class Plan:
                     max_epochs=train.get("max_epochs"), max_iters=train.get("max_iters"),
                     clip_grad=((self.config.optim_wrapper or {}).get("clip_grad") or {}).get(
                         "max_norm"),
-                    head=self.config.model.bbox_head.type, conventions=cell_conventions(self.cell))
+                    head=head_type(self.config.model), conventions=cell_conventions(self.cell))
 
 
 def plan_cell(cell: Cell, opts: Options = Options(), full: Plan | None = None) -> Plan:

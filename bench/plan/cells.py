@@ -22,6 +22,10 @@ class Cell:
     def __post_init__(self) -> None:
         check_names([self.detector], DETECTORS, "detector")
         check_names([self.variant], VARIANTS, "variant")
+        det = DETECTORS[self.detector]
+        if not det.takes(self.variant):
+            raise MatrixError(f"{self.detector} has no {self.variant} cell: that variant does not "
+                              f"apply to it (its variants: {', '.join(det.variants or ())})")
         if self.source not in SOURCES:
             raise ValueError(f"unknown source {self.source!r} ({', '.join(SOURCES)})")
 
@@ -93,17 +97,31 @@ def parse_seeds(text: str | None) -> list[int]:
     return seeds
 
 
+def row_variants(detector: str, variants: list[str] | None = None) -> list[str]:
+    """The variants of ``detector``'s row in a selection: ``variants`` (None: the paper's, then
+    the row's own extras) without those that do not apply to it (``Detector.variants``)."""
+    det = DETECTORS[detector]
+    return [v for v in variants or [*default_names(VARIANTS), *det.extra_variants]
+            if det.takes(v)]
+
+
 def cells(profile: str, detectors: list[str] | None = None, variants: list[str] | None = None,
           seeds: list[int] | None = None) -> list[Cell]:
     """All cells of a profile in table order (detector rows, variant columns, then seeds).
-    ``variants=None``: each detector's default row (the paper's columns plus its extras)."""
+    ``variants=None``: each detector's default row (the paper's columns plus its extras); a
+    variant that does not apply to a row is left out of it, and a selection left empty is
+    refused."""
     detectors = detectors or default_names(DETECTORS)
-
-    def row(d: str) -> list[str]:  # no --variants: the paper's, then the detector's own extras
-        return variants or [*default_names(VARIANTS), *DETECTORS[d].extra_variants]
-
-    return [Cell(profile, d, v, s) for d in detectors for v in row(d) for s in (seeds or [0])]
+    chosen = [Cell(profile, d, v, s) for d in detectors for v in row_variants(d, variants)
+              for s in (seeds or [0])]
+    if not chosen:
+        takes = "; ".join(f"{d} takes {', '.join(DETECTORS[d].variants or VARIANTS)}"
+                          for d in detectors)
+        raise MatrixError(f"no cell selected: --variants {','.join(variants or ())} does not "
+                          f"apply to --detectors {','.join(detectors)} ({takes})")
+    return chosen
 
 
 __all__ = ["Cell", "DETECTORS", "VARIANTS", "Detector", "Variant", "MatrixError", "cells",
-           "check_names", "default_names", "list_help", "parse_list", "parse_seeds"]
+           "check_names", "default_names", "list_help", "parse_list", "parse_seeds",
+           "row_variants"]

@@ -2,9 +2,13 @@
 variant, data, schedule and layout.
 
 The variant is applied last and in code, because it changes the structure (the neck becomes the
-list [FPN, SEPC], the head becomes its SEPC subclass) rather than values. Starting weights are
-not this module's business (bench/plan/resolve.py adds them): the smoke warm start is trained
-from this config (bench/plan/warmstart.py), and every cell then starts from that warm start.
+list [FPN, SEPC], the head becomes its SEPC subclass; for a row without an SEPC head, [FPN,
+PConvNeck] before its own heads) rather than values. A profile's model delta sizes the parts a
+detector has (a two-stage detector has no ``bbox_head``: its sizes come from the profile's
+``per_detector`` entry). The pyramid's levels are checked against the heads' strides
+(bench/plan/levels.py) before anything runs. Starting weights are not this module's business
+(bench/plan/resolve.py adds them): the smoke warm start is trained from this config
+(bench/plan/warmstart.py), and every cell then starts from that warm start.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from bench.data.coco import Dataset, ensure_synthetic, open_coco_root
 from bench.plan.cells import DETECTORS, VARIANTS, Cell, MatrixError
 from bench.plan.conventions import apply_conventions
 from bench.plan.layout import layout, scaled_lr
+from bench.plan.levels import check_levels
 from bench.plan.options import LOG_BACKENDS, Options
 from bench.plan.settings import Profile, Settings, cell_conventions, cell_profile
 from reports.schema import COCO_METRIC_ITEMS
@@ -78,19 +83,57 @@ def _apply_data(cfg, ds: Dataset, s: Settings, batch: int) -> None:
         cfg[name] = dict(type="CocoMetric", ann_file=str(ds.val_ann), metric="bbox",
                          format_only=False, metric_items=list(COCO_METRIC_ITEMS),
                          collect_device="gpu", classwise=True)
-    cfg.model.bbox_head.num_classes = len(ds.classes)
+    set_num_classes(cfg.model, len(ds.classes))
+
+
+def set_num_classes(node, n: int) -> None:
+    """``num_classes = n`` in every part of the model that has one (a one-stage detector's
+    ``bbox_head``, a two-stage's ``roi_head.bbox_head``; an RPN states none)."""
+    if isinstance(node, dict):
+        if "num_classes" in node:
+            node["num_classes"] = n
+        for value in node.values():
+            set_num_classes(value, n)
+    elif isinstance(node, list):
+        for value in node:
+            set_num_classes(value, n)
+
+
+def model_delta(delta: dict, model) -> dict:
+    """A profile's config delta without the model parts the detector lacks (its ``bbox_head``
+    sizes the one-stage heads; a two-stage detector has none, and mmdet would refuse the key)."""
+    parts = delta.get("model")
+    if not isinstance(parts, dict):
+        return delta
+    return {**delta, "model": {k: v for k, v in parts.items() if k in model}}
+
+
+def head_type(model) -> str:
+    """The model's head(s) as ``bench plan`` lists them: the dense head, or RPN/RoI box head."""
+    if model.get("bbox_head"):
+        return model.bbox_head.type
+    heads = [model.get("rpn_head"), (model.get("roi_head") or {}).get("bbox_head")]
+    return "/".join(h["type"] for h in heads if h)
 
 
 def _apply_variant(cfg, cell: Cell, padding: int) -> None:
+    """The variant's SEPC parts after the FPN: the SEPC neck and the row's SEPC head, or, for a
+    row without an SEPC head, the stand-alone PConv neck (one output per level) before the
+    row's own heads (``Detector.sepc_head``)."""
     variant = VARIANTS[cell.variant]
     if not variant.sepc:
         return
     fpn = cfg.model.neck
     width = fpn["out_channels"]
-    cfg.model.neck = [fpn, dict(type="SEPC", in_channels=[width] * fpn["num_outs"],
-                                out_channels=width, num_outs=fpn["num_outs"], Pconv_num=4,
-                                lcconv_padding=padding, **variant.neck_args())]
-    cfg.model.bbox_head.type = DETECTORS[cell.detector].sepc_head
+    neck = dict(in_channels=[width] * fpn["num_outs"], out_channels=width,
+                num_outs=fpn["num_outs"], Pconv_num=4, **variant.neck_args())
+    head = DETECTORS[cell.detector].sepc_head
+    if head is None:  # no cls/loc convs: the matrix lets such a row take none that deform them
+        neck.pop("lcconv_deform")
+        cfg.model.neck = [fpn, dict(type="PConvNeck", **neck)]
+        return
+    cfg.model.neck = [fpn, dict(type="SEPC", lcconv_padding=padding, **neck)]
+    cfg.model.bbox_head.type = head
     cfg.model.bbox_head.stacked_convs = 0
 
 
@@ -176,7 +219,7 @@ def build_config(cell: Cell, opts: Options = Options(), data: bool = True):
     s = profile.settings
     released = cell.source == "released"
     cfg = Config.fromfile(str(profile.base(cell.detector)))
-    cfg.merge_from_dict(profile.delta)
+    cfg.merge_from_dict(model_delta(profile.delta, cfg.model))
     cfg.merge_from_dict(s.per_detector.get(cell.detector, {}))
     if data:
         _apply_data(cfg, dataset_for(profile, opts, need_train=not released), s,
@@ -189,6 +232,7 @@ def build_config(cell: Cell, opts: Options = Options(), data: bool = True):
     else:
         padding = s.lcconv_padding if opts.lcconv_padding is None else opts.lcconv_padding
     _apply_variant(cfg, cell, padding)
+    check_levels(cfg.model, f"{cell.profile} {cell.detector}/{cell.variant}")
     _apply_test_pad(cfg, cell, s)
     apply_conventions(cfg, cell_conventions(cell))
     if released:

@@ -27,7 +27,8 @@ def resolve(cell: Cell, opts: Options = Options(), work_dir: str | None = None,
     # A released cell's weights all come from its checkpoint: no backbone download.
     spec = None if cell.source == "released" else opts.pretrained or cell_settings(cell).pretrained
     if spec == SYNTHETIC:
-        apply_weights(cfg, warmstart.uri(cell.profile), with_neck=True)
+        apply_weights(cfg, warmstart.uri(cell.profile), warm_start=True,
+                      with_neck=warmstart.fits_neck(cell.profile, cfg))
     else:
         apply_weights(cfg, None if spec in (None, "", NONE) else spec)
     if work_dir or results_prefix:

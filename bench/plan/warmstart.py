@@ -85,6 +85,33 @@ def training_config(profile_name: str, iters: int | None = None):
     return cfg
 
 
+#: What decides which pyramid level an FPN's weights belong to (mmdet's FPN defaults).
+_FPN_LEVELS = dict(in_channels=None, out_channels=None, start_level=0, end_level=-1,
+                   num_outs=None)
+
+
+def _fpn_levels(model) -> str:
+    """The levels the model's FPN (the first neck) builds, as canonical text."""
+    neck = model.neck
+    fpn = neck[0] if isinstance(neck, list) else neck
+    return json.dumps({k: fpn.get(k, v) for k, v in _FPN_LEVELS.items()}, default=str)
+
+
+@lru_cache(maxsize=16)
+def _warm_levels(profile_name: str) -> str:
+    return _fpn_levels(training_config(profile_name).model)
+
+
+def fits_neck(profile_name: str, cfg) -> bool:
+    """Whether a cell's FPN builds the warm start's levels (the same inputs, start, count and
+    width), so that it starts from the warm start's FPN weights too; an extra level built from
+    another input (ATSS's and FCOS's from P5, RetinaNet's from C5) has another shape, which the
+    loader skips with a warning. An FPN of other levels (Faster R-CNN's P2-P6) would take
+    weights of other levels under the same names: it starts from its initialiser, as every FPN
+    of the paper profile does, and only its backbone from the warm start."""
+    return _fpn_levels(cfg.model) == _warm_levels(profile_name)
+
+
 def code_digest() -> str:
     """sha256 of CODE (file names and bytes), as :data:`SAME_TRAINING` maps it."""
     h = hashlib.sha256()

@@ -28,17 +28,21 @@ class PretrainedError(RuntimeError):
     """Backbone weights that cannot be had: the message says what to pass instead."""
 
 
-def apply_weights(cfg, checkpoint: str | None, with_neck: bool = False) -> None:
+def apply_weights(cfg, checkpoint: str | None, warm_start: bool = False,
+                  with_neck: bool = True) -> None:
     """Point the config's backbone at ``checkpoint`` (None: every weight from its initialiser);
-    ``with_neck``: a warm start's ``synthetic://<key>``, whose file also holds the FPN."""
+    ``warm_start``: a warm start's ``synthetic://<key>``, whose file holds ``backbone.*`` and
+    ``neck.*`` (the FPN), the latter loaded too with ``with_neck``."""
     from mmengine.config import ConfigDict
 
-    if with_neck:
-        neck = cfg.model.neck
-        fpn = neck[0] if isinstance(neck, list) else neck  # SEPC variants: [FPN, SEPC]
+    if warm_start:
         cfg.model.backbone.init_cfg = ConfigDict(type="Pretrained", checkpoint=checkpoint,
                                                  prefix="backbone.")
-        fpn["init_cfg"] = ConfigDict(type="Pretrained", checkpoint=checkpoint, prefix="neck.")
+        if with_neck:
+            neck = cfg.model.neck
+            fpn = neck[0] if isinstance(neck, list) else neck  # SEPC variants: [FPN, SEPC]
+            fpn["init_cfg"] = ConfigDict(type="Pretrained", checkpoint=checkpoint,
+                                         prefix="neck.")
         return
     cfg.model.backbone.init_cfg = (ConfigDict(type="Pretrained", checkpoint=checkpoint)
                                    if checkpoint else None)

@@ -37,6 +37,16 @@ bench = dict(
         retinanet=dict(model=dict(bbox_head=dict(anchor_generator=dict(octave_base_scale=2)))),
         freeanchor=dict(model=dict(bbox_head=dict(anchor_generator=dict(octave_base_scale=2)))),
         atss=dict(model=dict(bbox_head=dict(anchor_generator=dict(octave_base_scale=4)))),
+        # Faster R-CNN has no `bbox_head` for the delta below: its widths here (fc 4 x the
+        # FPN's, as 1024 to 256), RPN anchors 4 x stride (16 px at P2, 256 at P6) and RoIs
+        # mapped to levels at half the paper's sizes (finest_scale 28: below 56 px P2).
+        faster_rcnn=dict(model=dict(
+            rpn_head=dict(in_channels=32, feat_channels=32, anchor_generator=dict(scales=[4])),
+            roi_head=dict(bbox_roi_extractor=dict(out_channels=32, finest_scale=28),
+                          bbox_head=dict(in_channels=32, fc_out_channels=128)))),
+        # FCOS's size ranges per level halved (P3 up to 32 px, ..., P7 from 256 px).
+        fcos=dict(model=dict(bbox_head=dict(
+            regress_ranges=((-1, 32), (32, 64), (64, 128), (128, 256), (256, 1e8))))),
     ),
     # A local sweep times the 5 cells of a detector round-robin after training
     # (bench/run/timing.py): 60 rounds keep the median ratios to the baseline steady on a shared
