@@ -32,6 +32,13 @@ DETECTOR_NAMES: dict[str, str] = {k: d.label for k, d in MATRIX_DETECTORS.items(
 VARIANT_NAMES: dict[str, str] = {k: v.label for k, v in MATRIX_VARIANTS.items()}
 
 
+def applies(detector: str, variant: str) -> bool:
+    """Whether the matrix has that cell: a variant a row does not take (``Detector.variants``)
+    reads n/a in the table rather than not run. Names the matrix does not know apply."""
+    d = MATRIX_DETECTORS.get(detector)
+    return d is None or variant not in MATRIX_VARIANTS or d.takes(variant)
+
+
 def grid(found: Any, kind: str) -> list[str]:
     """Rows (``kind="detector"``) or columns (``"variant"``) of a table: the paper's, then the
     matrix's others present in ``found``, then unknown names, sorted."""

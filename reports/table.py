@@ -12,7 +12,9 @@ reports/html.py) formats entries through :func:`entry_parts`, so the strings
 come from one place and none is parsed back into numbers.
 
 A cell that has not produced a number says why (``—`` not run, ``pending``,
-``running``, ``FAILED``, ``cancelled``) and is never shown as zero.
+``running``, ``FAILED``, ``cancelled``; ``n/a`` where the variant does not apply to the
+detector) and is never shown as zero. A published gain without a published AP (the paper's
+"~2AP" for its two-stage claim) reads as that gain, marked approximate.
 """
 
 from __future__ import annotations
@@ -32,10 +34,11 @@ from reports.comparable import (
     NOT_PRINTED,
     PROFILE_NOTES,
     PUBLISHED_AP,
+    PUBLISHED_AP_GAIN,
     PUBLISHED_PROFILES,
 )
 from reports.schema import LATENCY_INTERLEAVED, LATENCY_PER_JOB, STATUSES, URGENCY
-from reports.store import DETECTOR_NAMES, METRICS, VARIANT_NAMES, grid
+from reports.store import DETECTOR_NAMES, METRICS, VARIANT_NAMES, applies, grid
 from reports.summary import paired_ratios
 
 NOT_RUN = "—"
@@ -49,7 +52,10 @@ STATUS_TEXT: dict[str, str] = {
     "untimed": "to be timed",  # a local sweep times its cells together once none trains
     "missing": NOT_RUN,
     "na": "n/a",
+    "inapplicable": "n/a",  # the variant does not apply to the detector (experiments/matrix.py)
 }
+#: The status of a (detector, variant) the matrix has no cell for, in the numeric table.
+INAPPLICABLE = "does not apply"
 #: When seeds of one cell disagree, the status shown is the most urgent one.
 _STATUS_PRIORITY = (*URGENCY, "done", "unknown")
 
@@ -86,6 +92,7 @@ class Entry:
     unit: str = ""  # after the value: "ms"
     signed: bool = False  # the value is itself a difference ("+0.2")
     mark: str = ""  # footnote mark of a published value ("*")
+    approx: bool = False  # a published value given as approximate ("~+2")
     std: float | None = None  # sample std over the n seeds (n >= 2)
     n: int = 0  # seeds behind a mean; 0 where the value is not one (shown from 2 on)
     delta: float | None = None  # difference to the detector's baseline
@@ -111,7 +118,7 @@ def entry_parts(e: Entry) -> Parts:
     if e.value is None:
         return Parts(STATUS_TEXT[e.state], "", "", "", False)
     main = _signed(e.value, e.digits) if e.signed else f"{e.value:.{e.digits}f}"
-    main += (f" {e.unit}" if e.unit else "") + e.mark
+    main = ("~" if e.approx else "") + main + (f" {e.unit}" if e.unit else "") + e.mark
     seeds = e.n >= 2 and e.std is not None
     if seeds:
         main += f" ± {e.std:.2f}"
@@ -405,12 +412,16 @@ def _blocks(published: bool, paper_latency: bool) -> list[tuple[str, str, list[_
 def _entry(row: _Row, rec: dict[str, Any], cell: _Cell | None, of: Entry | None) -> Entry:
     """The entry of ``row`` for the detector x variant of ``rec``; ``of``: that of the row
     ``row.of``."""
+    if rec["status"] == INAPPLICABLE:
+        return Entry("inapplicable")
     value = _num(rec[row.value])
     delta = _num(rec[row.delta]) if row.delta and rec["variant"] != "baseline" else None
     if row.kind == "published":
+        mark = NOT_PRINTED.get((rec["detector"], rec["variant"]), ("", ""))[0]
+        if value is None and rec["published_approx"] and delta is not None:
+            return Entry("reference", delta, digits=0, signed=True, mark=mark, approx=True)
         if value is None:
             return Entry("missing")
-        mark = NOT_PRINTED.get((rec["detector"], rec["variant"]), ("", ""))[0]
         return Entry("reference", value, mark=mark, delta=delta)
     if row.kind == "vs published":
         if value is not None:
@@ -464,7 +475,7 @@ def _record(
         "variant": v,
         "detector_name": DETECTOR_NAMES.get(d, d),
         "variant_name": VARIANT_NAMES.get(v, v),
-        "status": c.status if c else "not run",
+        "status": c.status if c else "not run" if applies(d, v) else INAPPLICABLE,
         "n_seeds": int(c.values("AP").size) if c else 0,
     }
     for s in STATUSES:
@@ -510,6 +521,10 @@ def _record(
     rec["published_AP_delta"] = (
         pub - PUBLISHED_AP.get((d, "baseline"), np.nan) if published else np.nan
     )
+    # a gain published without an AP (approximate): the delta alone, never an AP made of it
+    rec["published_approx"] = bool(published and np.isnan(pub) and (d, v) in PUBLISHED_AP_GAIN)
+    if rec["published_approx"]:
+        rec["published_AP_delta"] = PUBLISHED_AP_GAIN[(d, v)]
     rec["published_note"] = NOT_PRINTED[(d, v)][1] if published and (d, v) in NOT_PRINTED else ""
     rec["AP_minus_published"] = rec["AP"] - pub
     rec["released_AP_minus_published"] = rec["released_AP"] - pub
@@ -637,6 +652,14 @@ def _footnotes(
             "baseline only where a released baseline exists."
             + (" released − pub.: their AP here minus the published AP." if published else "")
         )
+    skipped = {d: [v for v in variants if not applies(d, v)] for d in detectors}
+    if any(skipped.values()):
+        notes.append("n/a: the variant does not apply to the detector (" + "; ".join(
+            f"{DETECTOR_NAMES.get(d, d)}: {', '.join(VARIANT_NAMES.get(v, v) for v in vs)}"
+            for d, vs in skipped.items() if vs) + "; experiments/matrix.py).")
+    if published and numeric["published_approx"].any():
+        notes.append("~: a gain over the baseline published without an AP of its own, "
+                     "approximate as published.")
     notes.append(
         f"{NOT_RUN} not run (no result); pending/running/requeued: not finished; "
         "FAILED/cancelled: see the sweep status"
@@ -738,6 +761,9 @@ _TEX_MAP = {
     "−": "$-$",
     "Δ": r"$\Delta$",
     "†": r"$^\dagger$",
+    "‡": r"$^\ddagger$",
+    "§": r"\S{}",
+    "¶": r"\P{}",
     "\n": " ",
 }
 _TEX_RE = re.compile("|".join(re.escape(k) for k in _TEX_MAP))

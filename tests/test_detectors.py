@@ -1,5 +1,6 @@
-"""Every detector x variant model (the paper's 15, ATSS and SEPC without iBN): built from the
-project's configs, trained and run on CPU; each SEPC head computes what mmdet's head does."""
+"""Every detector x variant model (the paper's 15, ATSS, Faster R-CNN, FCOS and SEPC without
+iBN): built from the project's configs, trained and run on CPU; each SEPC head computes what
+mmdet's head does; a row without an SEPC head keeps its own heads behind the PConv neck."""
 import pytest
 import torch
 
@@ -7,7 +8,9 @@ from bench.plan.cells import DETECTORS, VARIANTS, Cell
 from bench.plan.options import Options
 from bench.plan.resolve import resolve
 
-CELLS = [(d, v) for d in DETECTORS for v in VARIANTS]
+CELLS = [(d, v) for d in DETECTORS for v in VARIANTS if DETECTORS[d].takes(v)]
+#: The rows with an SEPC head of their own.
+SEPC_HEADS = [d for d in DETECTORS if DETECTORS[d].sepc_head]
 
 
 def _build(detector, variant):
@@ -36,15 +39,24 @@ def test_trains_and_predicts(detector, variant):
     torch.manual_seed(0)
     cfg, model = _build(detector, variant)
     neck = cfg.model.neck
-    sepc_head = MODELS.get(DETECTORS[detector].sepc_head)
-    if VARIANTS[variant].sepc:
-        assert isinstance(neck, list) and neck[1]["type"] == "SEPC"
-        assert type(model.bbox_head) is sepc_head
-        assert model.bbox_head.stacked_convs == 0
-    else:  # mmdet's own head, the one the SEPC head subclasses
-        assert type(model.bbox_head).__module__.startswith("mmdet.")
-        assert issubclass(sepc_head, type(model.bbox_head))
-    data = model.data_preprocessor(_batch(cfg.model.bbox_head.num_classes), True)
+    heads = [m for m in (getattr(model, "bbox_head", None), getattr(model, "rpn_head", None),
+                         getattr(model, "roi_head", None)) if m is not None]
+    if DETECTORS[detector].sepc_head is None:  # its own heads, mmdet's, whatever the variant
+        assert all(type(h).__module__.startswith("mmdet.") for h in heads)
+        if VARIANTS[variant].sepc:
+            assert isinstance(neck, list) and neck[1]["type"] == "PConvNeck"
+        num_classes = cfg.model.roi_head.bbox_head.num_classes
+    else:
+        sepc_head = MODELS.get(DETECTORS[detector].sepc_head)
+        if VARIANTS[variant].sepc:
+            assert isinstance(neck, list) and neck[1]["type"] == "SEPC"
+            assert type(model.bbox_head) is sepc_head
+            assert model.bbox_head.stacked_convs == 0
+        else:  # mmdet's own head, the one the SEPC head subclasses
+            assert type(model.bbox_head).__module__.startswith("mmdet.")
+            assert issubclass(sepc_head, type(model.bbox_head))
+        num_classes = cfg.model.bbox_head.num_classes
+    data = model.data_preprocessor(_batch(num_classes), True)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
     model.train()
     losses = []
@@ -63,20 +75,37 @@ def test_trains_and_predicts(detector, variant):
     for sample in out:
         pred = sample.pred_instances
         assert pred.bboxes.shape[-1] == 4 and len(pred.bboxes) == len(pred.scores)
-        assert len(pred.bboxes) <= cfg.model.test_cfg.max_per_img
+        test_cfg = cfg.model.test_cfg.get("rcnn", cfg.model.test_cfg)  # a two-stage's last
+        assert len(pred.bboxes) <= test_cfg.max_per_img
 
 
-@pytest.mark.parametrize("detector", list(DETECTORS))
+#: (detector, head settings) of the equivalence test: every SEPC head, and FCOS with its
+#: centre-ness on either branch (mmdet's default: the classification branch).
+HEAD_CASES = [(d, {}) for d in SEPC_HEADS] + [("fcos", dict(centerness_on_reg=True))]
+
+
+def _branches(detector: str, cfg: dict) -> tuple[str, ...]:
+    """Which feature each output group of the head reads: cls scores, boxes[, centre-ness]."""
+    if detector == "atss":
+        return "cls", "loc", "loc"
+    if detector == "fcos":
+        return "cls", "loc", "loc" if cfg.get("centerness_on_reg") else "cls"
+    return "cls", "loc"
+
+
+@pytest.mark.parametrize("detector,settings", HEAD_CASES)
 @pytest.mark.parametrize("stacked_convs", [0, 2])
-def test_sepc_head_computes_the_stock_heads_outputs(detector, stacked_convs):
+def test_sepc_head_computes_the_stock_heads_outputs(detector, settings, stacked_convs):
     """The SEPC head with mmdet's head's weights: on a plain tensor it gives mmdet's outputs;
-    on a (cls, loc) pair its classification equals mmdet's head run on the cls feature, and its
-    box (and ATSS's centerness) output equals mmdet's head run on the loc feature."""
+    on a (cls, loc) pair its classification equals mmdet's head run on the cls feature, its box
+    output mmdet's head run on the loc feature, and a centre-ness (ATSS, FCOS) mmdet's head run
+    on the feature of the branch mmdet reads it from."""
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
 
     register_all_modules()
     cfg = resolve(Cell("smoke", detector, "baseline")).model.bbox_head
+    cfg.update(settings)
     torch.manual_seed(0)
     stock = MODELS.build(dict(cfg, stacked_convs=stacked_convs))
     stock.init_weights()
@@ -92,10 +121,10 @@ def test_sepc_head_computes_the_stock_heads_outputs(detector, stacked_convs):
         on_cls, on_loc = stock(cls_feats), stock(loc_feats)
         same = sepc(cls_feats)
         pairs = sepc([(c, r) for c, r in zip(cls_feats, loc_feats)])
-    n_out = 3 if detector == "atss" else 2  # cls scores, box deltas[, centerness]
-    assert len(pairs) == len(on_cls) == n_out
-    for k in range(n_out):
-        expect = on_cls if k == 0 else on_loc
+    branches = _branches(detector, cfg)
+    assert len(pairs) == len(on_cls) == len(branches)
+    for k, branch in enumerate(branches):
+        expect = on_cls if branch == "cls" else on_loc
         for got, want, plain, ref in zip(pairs[k], expect[k], same[k], on_cls[k]):
             torch.testing.assert_close(got, want, rtol=0, atol=0)
             torch.testing.assert_close(plain, ref, rtol=0, atol=0)

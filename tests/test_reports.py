@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from experiments.matrix import DETECTORS
 from fixtures.results import (
     FAILED_ERROR,
     result_row,
@@ -27,6 +28,7 @@ from reports.build import build_report, main
 from reports.comparable import PUBLISHED_AP
 from reports.store import COLUMNS, read_results
 from reports.table import (
+    INAPPLICABLE,
     NOT_RUN,
     Entry,
     build_table,
@@ -246,7 +248,7 @@ def test_paper_profile_shows_published_released_and_difference(paper_dir: Path) 
     assert any(f.startswith("* ") and "not printed" in f for f in m.footnotes)
     assert any(f.startswith("** ") and "derived" in f for f in m.footnotes)
     for (det, var), pub in PUBLISHED_AP.items():
-        if det == "atss":  # not in this store (the paper's table); UniverseNet's figures
+        if not DETECTORS[det].paper:  # not in this store (the paper's table)
             continue
         rec = _num(m, det, var)
         assert rec["published_AP"] == pub
@@ -730,6 +732,51 @@ def test_a_fourth_detector_is_a_row_with_its_own_published_figures(tmp_path: Pat
     assert any(f.startswith("† ATSS Baseline, published: not the paper's") for f in m.footnotes)
     page = build_report(root, tmp_path / "out", ["html"])["html"].read_text(encoding="utf-8")
     assert '<tr class="group-start" data-detector="atss" data-row="ours">' in page
+
+
+def test_the_two_stage_and_anchor_free_rows_with_their_published_figures(tmp_path: Path) -> None:
+    """Faster R-CNN and FCOS (matrix entries, not the paper's) after the paper's rows: the
+    variants that do not apply to Faster R-CNN read n/a (never "not run"), its PConv's
+    published figure is the abstract's approximate gain (no AP made of it, no ours − pub.), the
+    baselines carry their not-the-paper's marks, and every renderer and the report show it."""
+    root = write_synthetic_results(tmp_path, profiles=("paper",), curves=False)
+    for det, var, ap in (("faster_rcnn", "baseline", 36.9), ("faster_rcnn", "pconv", 38.1),
+                         ("fcos", "baseline", 36.2), ("fcos", "sepc", 39.0)):
+        row = result_row("paper", "retinanet", "baseline", AP=ap)
+        row.update(detector=det, variant=var, cell_key=f"{det}__{var}__s0")
+        write_cell(root, row, curve=False)
+    m = build_table(read_results(root))
+    ap = m.block("ap").display
+    assert list(dict.fromkeys(d for d, _r in ap.index))[-2:] == ["Faster R-CNN", "FCOS"]
+    faster = ap.loc[("Faster R-CNN", "ours")]
+    assert faster["Baseline"] == "36.9" and faster["PConv"] == "38.1 (+1.2)"
+    assert (faster[["iBN+PConv", "SEPC-lite", "SEPC"]] == "n/a").all()
+    assert ap.loc[("FCOS", "ours"), "iBN+PConv"] == NOT_RUN  # applies, not run
+    assert ap.loc[("Faster R-CNN", "published"), "Baseline"] == "36.4§"
+    assert ap.loc[("Faster R-CNN", "published"), "PConv"] == "~+2¶"
+    assert ap.loc[("Faster R-CNN", "ours − pub."), "PConv"] == NOT_RUN
+    assert ap.loc[("Faster R-CNN", "ours − pub."), "Baseline"] == "+0.5"
+    assert ap.loc[("FCOS", "published"), "Baseline"] == "36.6#"
+    assert ap.loc[("Faster R-CNN", "published"), "SEPC"] == "n/a"
+    for block in ("latency", "cost"):
+        assert (m.block(block).states.loc["Faster R-CNN", "SEPC"] == "inapplicable").all()
+    rec = _num(m, "faster_rcnn", "pconv")
+    assert np.isnan(rec["published_AP"]) and rec["published_AP_delta"] == 2.0
+    assert rec["published_approx"] and np.isnan(rec["AP_minus_published"])
+    assert _num(m, "faster_rcnn", "sepc")["status"] == INAPPLICABLE
+    notes = " ".join(m.footnotes)
+    assert "n/a: the variant does not apply to the detector (Faster R-CNN: iBN+PConv, " \
+           "SEPC-lite, SEPC" in notes
+    assert "¶ Faster R-CNN PConv, published: the paper's abstract only" in notes
+    assert "§ Faster R-CNN Baseline, published: not printed by the authors; mmdet 1.1" in notes
+    assert "# FCOS Baseline, published: not the paper's: mmdet 3.x model zoo" in notes
+    assert "~: a gain over the baseline published without an AP" in notes
+    assert r"\textasciitilde{}+2\P{}" in render_latex(m)
+    assert "| ~+2¶ |" in render_markdown(m)
+    page = build_report(root, tmp_path / "out", ["html"])["html"].read_text(encoding="utf-8")
+    assert 'data-detector="faster_rcnn" data-row="ours"' in page
+    assert '<td class="cell inapplicable" data-variant="sepc">n/a</td>' in page
+    assert '<td class="cell reference" data-variant="pconv">~+2¶</td>' in page
 
 
 def test_a_local_sweep_still_training_says_what_is_to_be_timed(smoke_df: pd.DataFrame) -> None:
