@@ -1,9 +1,10 @@
 """ONNX export (bench/run/onnx.py): every graph holds standard ops only, ONNX Runtime's raw
-head outputs equal PyTorch's (a smoke model per detector at two sizes, the 15 paper models at
-800x1216), the deformable conv's graph equals mmcv's CPU kernel, and the commands `bench
-export` and `bench perf --runtime` check their input. The trained smoke cells' parity (raw
-outputs and COCO AP on the validation images) is `make onnx-check`, which CI runs after `make
-table`."""
+head outputs equal PyTorch's (a smoke model per detector at two sizes, the 15 paper models and
+the Faster R-CNN and FCOS ones at 800x1216; a two-stage detector's RoI graph on its proposals
+too), the deformable conv's graph equals mmcv's CPU kernel, the RoI graph's RoiAlign equals
+mmcv's in both of its modes, and the commands `bench export` and `bench perf --runtime` check
+their input. The trained smoke cells' parity (raw outputs and COCO AP on the validation images)
+is `make onnx-check`, which CI runs after `make table`."""
 from __future__ import annotations
 
 import copy
@@ -32,14 +33,24 @@ def _graph(model: nn.Module, path) -> tuple[nn.Module, object]:
     return model, onnx.export_onnx(fused, path)
 
 
+def _samples(image: torch.Tensor) -> list:
+    """Data samples of a batch of ``image``'s size (what decoding proposals reads)."""
+    from mmdet.structures import DetDataSample
+
+    hw = tuple(image.shape[-2:])
+    return [DetDataSample(metainfo=dict(img_shape=hw, ori_shape=hw, scale_factor=(1.0, 1.0),
+                                        batch_input_shape=hw, pad_shape=hw))
+            for _ in range(len(image))]
+
+
 def _max_diff(model: nn.Module, path, image: torch.Tensor) -> tuple[float, float]:
-    """(max abs difference of ONNX Runtime's raw outputs to PyTorch's, largest |output|)."""
-    with torch.no_grad():
-        ref = onnx.HeadOutputs(model)(image)
-    out = onnx.run_session(onnx.session(path, torch.get_num_threads()), image)
-    assert [o.shape for o in out] == [r.shape for r in ref]
-    return (max(float((o - r).abs().max()) for o, r in zip(out, ref)),
-            max(float(r.abs().max()) for r in ref))
+    """(max abs difference of ONNX Runtime's raw outputs to PyTorch's, largest |output|); a
+    two-stage detector's RoI graph included, on PyTorch's own levels and proposals."""
+    ref = onnx.TorchGraphs(model)
+    diff = onnx.raw_diff(model, ref, onnx.OrtGraphs(path, torch.get_num_threads()), image,
+                         _samples(image))
+    assert diff < float("inf"), "output count or shapes differ"
+    return diff, max(float(r.abs().max()) for r in ref.forward(image))
 
 
 class _DCN(nn.Module):
@@ -95,7 +106,8 @@ def test_op_types_catch_a_custom_domain(tmp_path):
 
 #: One smoke model per detector here (every variant's part is in one of them); all 15 trained
 #: smoke cells are exported and checked by `make onnx-check`, which CI runs after `make table`.
-SMOKE = [("retinanet", "sepc"), ("freeanchor", "sepc_lite"), ("fsaf", "ibn")]
+SMOKE = [("retinanet", "sepc"), ("freeanchor", "sepc_lite"), ("fsaf", "ibn"), ("fcos", "sepc"),
+         ("faster_rcnn", "pconv")]
 
 
 @pytest.fixture(scope="module")
@@ -119,22 +131,54 @@ def test_smoke_graphs_are_standard_and_equal_pytorch_at_any_size(smoke_graphs):
     assert max(diffs.values()) <= onnx.RAW_TOL, diffs
 
 
-def test_a_wrong_graph_fails_the_parity_check(tmp_path):
+@pytest.mark.parametrize("detector,variant,logits", [
+    ("retinanet", "sepc_lite", "bbox_head.retina_cls"),
+    ("faster_rcnn", "pconv", "roi_head.bbox_head.fc_cls"),  # in the second (RoI) graph
+])
+def test_a_wrong_graph_fails_the_parity_check(tmp_path, detector, variant, logits):
     """check_cell (what `bench export --check` runs) on validation images: the model's own
     graph passes; a graph whose class logits are off by 1e-3 fails the raw-output tolerance."""
     from bench.plan.options import Options
 
-    model, cfg = onnx.build_cell(Cell("smoke", "retinanet", "sepc_lite"),
-                                 Options(val_images=4), None)
+    model, cfg = onnx.build_cell(Cell("smoke", detector, variant), Options(val_images=4), None)
     _, path = _graph(perturb(model), tmp_path / "own.onnx")
     own = onnx.check_cell(model, cfg, path, torch.get_num_threads())
     assert own["max_abs_diff"] <= onnx.RAW_TOL and own["AP_diff"] <= onnx.AP_TOL
     assert own["images"] == 4
     wrong = copy.deepcopy(model)
     with torch.no_grad():
-        wrong.bbox_head.retina_cls.bias.add_(1e-3)
+        wrong.get_submodule(logits).bias.add_(1e-3)
     _, path = _graph(wrong, tmp_path / "wrong.onnx")
     assert onnx.check_cell(model, cfg, path, torch.get_num_threads())["max_abs_diff"] > onnx.RAW_TOL
+
+
+@pytest.mark.parametrize("aligned,ratio", [(True, 0), (False, 2)])
+def test_roi_graph_pools_as_mmcv_in_both_modes(tmp_path, aligned, ratio):
+    """The RoI graph's standard RoiAlign against mmdet's extractor (mmcv's kernel): half-pixel
+    RoIs with adaptive sampling (mmdet 3.x's) and mmdet 1.1's unshifted ones with 2 samples (the
+    paper profile's), on RoIs below one feature pixel, partly outside the image, of every level
+    and, in a second batch, all of one level (three levels pool nothing)."""
+    model = perturb(perf.build_detector(perf.SIZES["smoke"], "faster_rcnn", "baseline", CPU))
+    for layer in model.roi_head.bbox_roi_extractor.roi_layers:
+        layer.aligned, layer.sampling_ratio = aligned, ratio
+    path = onnx.export_onnx(model, tmp_path / "faster.onnx")
+    assert [p.name for p in onnx.graph_paths(path)] == ["faster.onnx", "faster.roi.onnx"]
+    assert ("ai.onnx", "RoiAlign") in onnx.op_types(onnx.roi_path(path))
+    assert not onnx.custom_ops(onnx.roi_path(path))
+    image = torch.randn(2, 3, 192, 256, generator=torch.Generator().manual_seed(0))
+    ref, graphs = onnx.TorchGraphs(model), onnx.OrtGraphs(path, 1)
+    feats = ref.forward(image)[:4]
+    every = torch.tensor([[0, 10, 10, 10.6, 10.9], [1, 3.2, 4.1, 5.0, 5.5],  # < 1 px at P2
+                          [0, -20, -8, 30, 40], [1, 200, 150, 300, 260],  # partly outside
+                          [0, 5, 5, 60, 70], [1, 0, 0, 150, 120], [0, -30, -20, 280, 230]])
+    one_level = torch.tensor([[0, 4, 4, 20, 20], [1, 50, 60, 70, 75]], dtype=torch.float32)
+    for rois in (every, one_level):
+        got, want = graphs.roi(feats, rois), ref.roi(feats, rois)
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
+    levels = model.roi_head.bbox_roi_extractor.map_roi_levels(every, 4)
+    assert set(levels.tolist()) == {0, 1, 2, 3}
+    assert set(model.roi_head.bbox_roi_extractor.map_roi_levels(one_level, 4).tolist()) == {0}
 
 
 @pytest.fixture(scope="module", params=parse_list(None, DETECTORS, "detector"))
@@ -160,6 +204,28 @@ def paper_parity(request, tmp_path_factory):
     print("paper max abs diffs (largest output):",
           {f"{d}/{v}": f"{r['diff']:.1e} ({r['scale']:.0f})" for (d, v), r in rows.items()})
     return rows
+
+
+@pytest.mark.slow
+def test_faster_rcnn_and_fcos_paper_graphs_equal_pytorch_at_800x1216(tmp_path):
+    """The paper-size R-50 models of the two rows outside the paper's table, as the paper
+    profile builds them (Faster R-CNN's RoIs pooled as mmdet 1.1's, unshifted with 2 samples):
+    standard ops only, within the tolerance of the paper models above."""
+    image = torch.randn(1, 3, 800, 1216, generator=torch.Generator().manual_seed(0))
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for d, v in [("faster_rcnn", "baseline"), ("faster_rcnn", "pconv"), ("fcos", "sepc")]:
+            model, path = _graph(perturb(perf.build_detector(perf.SIZES["paper-1216"], d, v,
+                                                             CPU)), tmp_path / "model.onnx")
+            if d == "faster_rcnn":
+                layer = model.roi_head.bbox_roi_extractor.roi_layers[0]
+                assert (layer.aligned, layer.sampling_ratio) == (False, 2)
+            assert not any(onnx.custom_ops(p) for p in onnx.graph_paths(path)), (d, v)
+            diff, scale = _max_diff(model, path, image)
+            assert diff <= max(onnx.RAW_TOL, 1e-5 * scale), (d, v, diff, scale)
+    finally:
+        torch.set_num_threads(saved)
 
 
 @pytest.mark.slow
@@ -194,6 +260,13 @@ def test_export_command_checks_input_then_writes_graphs(tmp_path, capsys):
     assert row["cell"] == "fsaf__sepc__s0" and row["custom_ops"] == []
     assert "GridSample" in row["ops"]
     assert (tmp_path / "out" / "fsaf__sepc__s0.onnx").is_file() and doc["opset"] == onnx.OPSET
+    # a two-stage cell: two graphs, RoiAlign among the standard ops
+    assert main(["export", "--profile", "smoke", "--detectors", "faster_rcnn", "--variants",
+                 "pconv", "--random", "--onnx", str(tmp_path / "two")]) == 0
+    (row,) = json.loads((tmp_path / "two" / "export.json").read_text())["rows"]
+    assert [p.split("/")[-1] for p in row["graphs"]] == ["faster_rcnn__pconv__s0.onnx",
+                                                         "faster_rcnn__pconv__s0.roi.onnx"]
+    assert row["custom_ops"] == [] and "RoiAlign" in row["ops"]
 
 
 def test_perf_runtime_option_is_checked():

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from bench.cellstore import now
-from bench.plan.cells import DETECTORS, VARIANTS, Cell, MatrixError, parse_list
+from bench.plan.cells import DETECTORS, VARIANTS, Cell, MatrixError, parse_list, row_variants
 from bench.plan.options import Options
 from bench.plan.resolve import resolve
 from bench.plan.weights import NONE
@@ -212,11 +212,13 @@ def _autocast(s: Settings):
 
 def measure_group(size: Size, detector: str, variants: list[str], s: Settings,
                   progress=None) -> list[dict]:
-    """Rows of one (size, detector): every variant on every runtime timed interleaved."""
+    """Rows of one (size, detector): every variant on every runtime timed interleaved (those
+    that apply to the detector: experiments/matrix.py)."""
     import tempfile
 
     from bench.run import onnx
 
+    variants = row_variants(detector, variants)
     models, rows, step_in, steps, tests = {}, {}, {}, {}, {}
     with tempfile.TemporaryDirectory(prefix="sepc-onnx-") as tmp:
         for v in variants:
@@ -247,11 +249,11 @@ def measure_group(size: Size, detector: str, variants: list[str], s: Settings,
                     continue
                 if progress is not None:
                     progress.set_postfix_str(f"{size.name} {detector} {v}: ONNX export")
-                sess = onnx.session(onnx.export_onnx(model, Path(tmp) / f"{v}.onnx"),
-                                    torch.get_num_threads())
-                steps[rt, v] = lambda m=model, x=sess, i=inputs, d=samples: onnx.detect(
-                    m, onnx.run_session(x, i.contiguous()), d)
-                tests[rt, v] = lambda batch, m=model, x=sess: _onnx_test_step(m, x, batch)
+                graphs = onnx.OrtGraphs(onnx.export_onnx(model, Path(tmp) / f"{v}.onnx"),
+                                        torch.get_num_threads())
+                steps[rt, v] = lambda m=model, x=graphs, i=inputs, d=samples: onnx.detect(
+                    m, x, i, d)
+                tests[rt, v] = lambda batch, m=model, x=graphs: _onnx_test_step(m, x, batch)
 
         with torch.inference_mode(), _autocast(s):
             if progress is not None:
@@ -277,12 +279,13 @@ def measure_group(size: Size, detector: str, variants: list[str], s: Settings,
     return [rows[rt, v] for rt in s.runtimes for v in variants]
 
 
-def _onnx_test_step(model: nn.Module, sess, batch: dict) -> list:
-    """The batch protocol on ONNX Runtime: normalise + pad (torch), the graph, decode + NMS."""
+def _onnx_test_step(model: nn.Module, graphs, batch: dict) -> list:
+    """The batch protocol on ONNX Runtime: normalise + pad (torch), the graph(s), decode + NMS
+    (between the graphs too, for a two-stage detector)."""
     from bench.run import onnx
 
     data = model.data_preprocessor(batch, False)
-    return onnx.detect(model, onnx.run_session(sess, data["inputs"]), data["data_samples"])
+    return onnx.detect(model, graphs, data["inputs"], data["data_samples"])
 
 
 def add_ratios(rows: dict[str, dict]) -> None:
@@ -303,10 +306,11 @@ def run(detectors: list[str], variants: list[str], sizes: list[str], s: Settings
     """All groups; returns the JSON document (``meta`` + ``rows``)."""
     from tqdm import tqdm
 
-    n = len(variants) * len(s.runtimes)
-    per_group = (s.warmup + s.reps) * n
-    total = sum(per_group + ((s.batch_warmup + s.batch_reps) * n
-                             if z in s.batch_sizes else 0) for z in sizes) * len(detectors)
+    total = 0
+    for d in detectors:
+        n = len(row_variants(d, variants)) * len(s.runtimes)
+        total += sum((s.warmup + s.reps) * n + ((s.batch_warmup + s.batch_reps) * n
+                                                 if z in s.batch_sizes else 0) for z in sizes)
     rows: list[dict] = []
     with tqdm(total=total, desc="perf", unit="call", disable=not show_progress,
               file=sys.stderr) as bar:
