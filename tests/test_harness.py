@@ -56,7 +56,8 @@ def test_default_selection_is_the_papers_table_and_all_adds_the_rest():
     or with 'all' (the ``paper`` flag of the matrix entries, ``extra_variants`` of a row)."""
     assert parse_list(None, DETECTORS, "detector") == PAPER_DETECTORS
     assert parse_list(" ", VARIANTS, "variant") == PAPER_VARIANTS
-    assert parse_list("all", DETECTORS, "detector") == [*PAPER_DETECTORS, "atss"]
+    assert parse_list("all", DETECTORS, "detector") == [*PAPER_DETECTORS, "atss", "faster_rcnn",
+                                                        "fcos"]
     assert parse_list("all", VARIANTS, "variant") == [*PAPER_VARIANTS, "sepc_noibn"]
     # a detector's row is the paper's columns plus its own extras: ATSS's published SEPC figure
     # is without iBN, so `--detectors atss` runs that variant too
@@ -67,7 +68,9 @@ def test_default_selection_is_the_papers_table_and_all_adds_the_rest():
     assert [c.key for c in cells("smoke", ["atss"], ["sepc"])] == ["atss__sepc__s0"]
     every = cells("smoke", parse_list("all", DETECTORS, "detector"),
                   parse_list("all", VARIANTS, "variant"))
-    assert len(every) == 24 and every[-1].key == "atss__sepc_noibn__s0"
+    # Faster R-CNN takes the baseline and PConv only (Detector.variants)
+    assert len(every) == 24 + 2 + 6 and every[-1].key == "fcos__sepc_noibn__s0"
+    assert [c.variant for c in every if c.detector == "faster_rcnn"] == ["baseline", "pconv"]
     rows = json.loads(bench_cli("plan", "--detectors", "atss", "--variants", "baseline,sepc_noibn",
                                 "--json", check=True).stdout)
     assert [(r["cell"], r["head"]) for r in rows] == [("atss__baseline__s0", "ATSSHead"),
