@@ -125,14 +125,15 @@ def _apply_variant(cfg, cell: Cell, padding: int) -> None:
         return
     fpn = cfg.model.neck
     width = fpn["out_channels"]
-    neck = dict(in_channels=[width] * fpn["num_outs"], out_channels=width,
-                num_outs=fpn["num_outs"], Pconv_num=4, **variant.neck_args())
+    levels = dict(in_channels=[width] * fpn["num_outs"], out_channels=width,
+                  num_outs=fpn["num_outs"], Pconv_num=4)
     head = DETECTORS[cell.detector].sepc_head
     if head is None:  # no cls/loc convs: the matrix lets such a row take none that deform them
-        neck.pop("lcconv_deform")
-        cfg.model.neck = [fpn, dict(type="PConvNeck", **neck)]
+        parts = {k: v for k, v in variant.neck_args().items() if k != "lcconv_deform"}
+        cfg.model.neck = [fpn, dict(type="PConvNeck", **levels, **parts)]
         return
-    cfg.model.neck = [fpn, dict(type="SEPC", lcconv_padding=padding, **neck)]
+    cfg.model.neck = [fpn, dict(type="SEPC", **levels, lcconv_padding=padding,
+                                **variant.neck_args())]
     cfg.model.bbox_head.type = head
     cfg.model.bbox_head.stacked_convs = 0
 
