@@ -194,6 +194,8 @@ def export_onnx(detector: nn.Module, path: Path, trace_hw: tuple[int, int] = TRA
         roi_axes.update(rois={0: "rois"}, cls_score={0: "rois"}, bbox_pred={0: "rois"})
         _export(RoIOutputs(detector), (*feats, _sample_rois(feats, detector)), roi_path(path),
                 [*feat_names, "rois"], ["cls_score", "bbox_pred"], roi_axes)
+    else:  # no RoI graph of an earlier export at this path may pass for this one's
+        roi_path(path).unlink(missing_ok=True)
     return _export(HeadOutputs(detector), (image,), path, ["image"], names, axes)
 
 
