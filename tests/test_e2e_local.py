@@ -111,6 +111,7 @@ def test_a_watched_sweep_survives_ctrl_c(tmp_path):
     assert proc.returncode == 130, out
     assert "3 cells x 10 iterations, 1 at a time: expected " in out
     assert "every finished cell stays in the store" in out
+    assert "Traceback" not in out, out  # no process of the sweep prints one over the progress
     rows = {p.parent.name: json.loads(p.read_text()) for p in results.glob("*/result.json")}
     kept = {k for k, r in rows.items() if r["status"] == "done"}
     assert {p.parent.name for p in first} <= kept
