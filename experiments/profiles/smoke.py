@@ -15,7 +15,7 @@ bench = dict(
     # (the paper's 2 vs 4 images per GPU is about iBN statistics across 8 vs 4 GPUs).
     fixed_batch=4,
     # The baselines train two seeds per seed named: their stock heads are the noisiest cells
-    # (seed sd 2.3-4.9 AP against 0.3-1.9 for the SEPC variants), so a one-seed table's claims
+    # (seed sd 3.0 AP pooled against 1.9 for the SEPC variants), so a one-seed table's claims
     # against them need the second run (docs/statistics.md, "The smoke table's baselines").
     baseline_seeds=2,
     # The faithful padding 0 shrinks each level by 2 px: P7 of a 256 px image is 2 px wide.
