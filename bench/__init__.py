@@ -14,8 +14,19 @@ from pathlib import Path
 import submitit  # noqa: F401
 
 from bench.plan import plan
-from bench.plan.cells import Cell, cells
+from bench.plan.cells import Cell
+from bench.plan.cells import cells as _cells
 from bench.plan.options import Options
+
+
+def cells(profile: str, detectors: list[str] | None = None, variants: list[str] | None = None,
+          seeds: list[int] | None = None, baseline_seeds: int | None = None) -> list[Cell]:
+    """The profile's cells, as the command line selects them (bench/plan/cells.py): the
+    baselines train the profile's ``baseline_seeds`` per seed unless told otherwise."""
+    from bench.plan.settings import load_profile
+
+    per_seed = baseline_seeds or load_profile(profile).settings.baseline_seeds
+    return _cells(profile, detectors, variants, seeds, per_seed)
 
 
 def run(cell_list: list[Cell], results: str | Path, opts: Options = Options(),

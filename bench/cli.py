@@ -19,7 +19,7 @@ from bench.plan.cells import (
     parse_seeds,
 )
 from bench.plan.options import Options, check_log
-from bench.plan.settings import profiles
+from bench.plan.settings import load_profile, profiles
 from bench.repo import default_results
 
 
@@ -33,6 +33,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--detectors", help=list_help(DETECTORS))
     g.add_argument("--variants", help=list_help(VARIANTS))
     g.add_argument("--seeds", help="a count (3 -> seeds 0,1,2) or a list (0,7); default: 0")
+    g.add_argument("--baseline-seeds", type=int, metavar="N",
+                   help="the baselines train N seeds per seed named (the seeds and the next "
+                   "ones: their stock heads are the noisiest cells); default: the profile's "
+                   "(smoke 2, else 1)")
     g.add_argument("--pretrained", help="starting weights: torchvision://resnet50, a local "
                    "checkpoint path, synthetic:// (the profile's warm start) or none "
                    "(default: the profile's)")
@@ -72,7 +76,8 @@ def _selection(args, notes: list[str] | None = None,
     if args.from_checkpoints:
         from bench.plan.manifest import released_cells
 
-        for flag, value in (("--seeds", args.seeds), ("--pretrained", args.pretrained),
+        for flag, value in (("--seeds", args.seeds), ("--baseline-seeds", args.baseline_seeds),
+                            ("--pretrained", args.pretrained),
                             ("--max-iters", args.max_iters)):
             if value is not None:
                 raise MatrixError(f"{flag} does not apply to --from-checkpoints (nothing "
@@ -88,10 +93,11 @@ def _selection(args, notes: list[str] | None = None,
     elif args.manifest:
         raise MatrixError("--manifest needs --from-checkpoints DIR")
     else:
-        chosen = cells(args.profile, detectors, variants, parse_seeds(args.seeds))
+        per_seed = args.baseline_seeds or load_profile(args.profile).settings.baseline_seeds
+        chosen = cells(args.profile, detectors, variants, parse_seeds(args.seeds), per_seed)
     results = (args.results or default_results(args.profile)).resolve()
     if sweep_default and not (args.detectors or args.variants or args.seeds
-                              or args.from_checkpoints):
+                              or args.baseline_seeds or args.from_checkpoints):
         chosen = _sweep_cells(args.profile, results) or chosen
     opts = Options(data_root=args.data_root, pretrained=args.pretrained,
                    lcconv_padding=args.lcconv_padding, max_iters=args.max_iters,
@@ -301,7 +307,6 @@ def _jobs(args) -> int:
     """--jobs, else as many cells at once as the cores hold at the profile's threads per cell."""
     if args.jobs:
         return args.jobs
-    from bench.plan.settings import load_profile
     from bench.schedule.state import env_threads
 
     return max(1, env_threads() // (load_profile(args.profile).settings.threads or env_threads()))
@@ -410,16 +415,17 @@ def cmd_spread(args) -> int:
         raise MatrixError(f"the cells trained different numbers of iterations ({iters}): one "
                           "spread is for one recipe")
     from bench.cellstore import now
-    from bench.run.job import git_commit
 
-    seeds = sorted({c.seed for c in chosen})
+    # what the spread was measured on, as the store holds it (not as the request asked)
+    shape = " + ".join(f"{n} cells x {k} seeds" for k, n in sorted(
+        per_cell["seeds"].value_counts().items(), key=lambda kv: -kv[1]))
+    commits = ", ".join(sorted({str(c)[:7] for c in df.get("git_commit", []) if c})) or "unknown"
     entry = dict(
         profile=args.profile, iters=iters[0],
         sd={m: round(sp.sd, 3) for m, sp in spreads.items()},
         dof=next(iter(spreads.values())).dof, measured=now()[:10],
         command="python -m bench " + shlex.join(args.argv),
-        basis=(f"{len(per_cell)} cells x {len(seeds)} seeds, commit {git_commit()}, "
-               f"{_machine()}"),
+        basis=f"{shape}, commit {commits}, {_machine()}",
         sd_max={m: round(v, 3) for m, v in worst.items()})
     from reports.schema import atomic_write_json
 
@@ -436,7 +442,15 @@ def _machine() -> str:
     import os
     import platform
 
-    return f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores"
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            model = next((line.split(":", 1)[1].strip() for line in fh
+                          if line.startswith("model name")), "")
+    except OSError:
+        pass
+    return ", ".join(filter(None, [model, platform.machine(),
+                                   f"{len(os.sched_getaffinity(0))} cores"]))
 
 
 def cmd_table(args) -> int:

@@ -166,6 +166,8 @@ class Comparison:
                      "seeds) for both cells")
         elif iv.rule == "profile" and self.spread is not None:
             train = f"the profile's seed spread ({self.spread.sd[metric]:.2f} {metric})"
+            if kv > 1 or kb > 1:
+                train += f" over {kv} vs {kb} seeds"
         else:
             return "no interval"
         return f"rule {iv.rule}: {train} + {images}, {self.level:.0%}"

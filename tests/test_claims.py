@@ -48,17 +48,46 @@ def _claim_rate(delta: float, kv: int, kb: int, n: int = 2000, seed: int = 0,
     return claims / n, rules
 
 
-@pytest.mark.parametrize("kv,kb,rule", [(1, 1, "profile"), (1, 3, "row"), (3, 3, "seeds"),
-                                        (2, 2, "seeds")])
-def test_seed_noise_alone_is_claimed_at_most_at_the_level(kv, kb, rule) -> None:
+#: The spread a case gets: one measured for the profile (30 dof), one stated elsewhere and taken
+#: as known (infinite dof), or none.
+SPREADS = {"measured": lambda rng: _measured_spread(rng), "stated": lambda rng: Spread(
+    SIGMA_TRAIN, math.inf), "none": lambda rng: None}
+
+
+@pytest.mark.parametrize("kv,kb,spread,rule", [
+    (1, 1, "measured", "profile"), (1, 1, "stated", "profile"),
+    # extra seeds of one cell: a measured spread with more dof stands for both cells and the
+    # seeds narrow the mean; a stated one never overrides the cell's own measurement
+    (1, 2, "measured", "profile"), (1, 3, "measured", "profile"), (1, 3, "stated", "row"),
+    (1, 3, "none", "row"), (3, 1, "none", "row"),
+    (3, 3, "measured", "seeds"), (2, 2, "measured", "seeds")])
+def test_seed_noise_alone_is_claimed_at_most_at_the_level(kv, kb, spread, rule) -> None:
     rng = np.random.default_rng(1)
     false = 0
     for _ in range(2000):
         v, b, img = _experiment(rng, 0.0, kv, kb)
-        iv = difference_interval(v, b, img, _measured_spread(rng))
+        iv = difference_interval(v, b, img, SPREADS[spread](rng))
         assert iv.rule == rule
         false += iv.claimed
     assert false / 2000 <= 0.07  # 95% intervals: about 5% by chance (+- 0.5% of Monte Carlo)
+
+
+def test_a_spread_with_fewer_dof_than_the_repeated_cell_leaves_the_row_rule() -> None:
+    img = np.random.default_rng(0).normal(0, 0.5, 200)
+    v, b = [31.0], [30.0, 29.0, 31.5, 30.2, 29.4]  # the baseline's own 4 dof
+    assert difference_interval(v, b, img, Spread(1.0, 3)).rule == "row"
+    assert difference_interval(v, b, img, Spread(1.0, 4)).rule == "profile"
+
+
+def test_extra_baseline_seeds_narrow_the_profile_interval() -> None:
+    """Why the smoke profile trains two baseline seeds: with the same spread, k_b = 2 gives
+    sd * sqrt(1 + 1/2) instead of sd * sqrt(2) for the training term."""
+    img = np.random.default_rng(0).normal(0, 0.5, 200)
+    one = difference_interval([31.0], [30.0], img, Spread(2.0, 18))
+    two = difference_interval([31.0], [30.0, 30.0], img, Spread(2.0, 18))
+    assert one.se_train == pytest.approx(2.0 * math.sqrt(2))
+    assert two.se_train == pytest.approx(2.0 * math.sqrt(1.5))
+    assert two.hi - two.lo < one.hi - one.lo
 
 
 def test_the_image_only_interval_claims_seed_noise() -> None:

@@ -216,7 +216,8 @@ def test_status_shows_the_sweeps_cells_by_default(tmp_path):
     proc = bench_cli("status", "--results", str(results), "--json")
     assert [r["cell"] for r in json.loads(proc.stdout)] == ["fsaf__baseline__s0", "fsaf__sepc__s0"]
     proc = bench_cli("status", "--results", str(results), "--json", "--detectors", "fsaf")
-    assert len(json.loads(proc.stdout)) == 5  # a selection on the command line wins
+    assert len(json.loads(proc.stdout)) == 6  # a selection on the command line wins (the
+    # smoke baseline's two seeds and the four variants)
 
 
 def test_cell_keys_parse_back():

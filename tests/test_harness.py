@@ -8,7 +8,16 @@ from pathlib import Path
 import pytest
 
 from bench.cellstore import CellStore
-from bench.plan.cells import DETECTORS, VARIANTS, Cell, MatrixError, cells, parse_list, parse_seeds
+from bench.plan.cells import (
+    DETECTORS,
+    VARIANTS,
+    Cell,
+    MatrixError,
+    baseline_seed_list,
+    cells,
+    parse_list,
+    parse_seeds,
+)
 from bench.plan.config import config_hash
 from bench.plan.options import Options
 from bench.plan.resolve import resolve
@@ -72,12 +81,27 @@ def test_default_selection_is_the_papers_table_and_all_adds_the_rest():
     assert len(every) == 24 + 2 + 6 and every[-1].key == "fcos__sepc_noibn__s0"
     assert [c.variant for c in every if c.detector == "faster_rcnn"] == ["baseline", "pconv"]
     rows = json.loads(bench_cli("plan", "--detectors", "atss", "--variants", "baseline,sepc_noibn",
-                                "--json", check=True).stdout)
+                                "--baseline-seeds", "1", "--json", check=True).stdout)
     assert [(r["cell"], r["head"]) for r in rows] == [("atss__baseline__s0", "ATSSHead"),
                                                       ("atss__sepc_noibn__s0", "SEPCATSSHead")]
-    assert len(json.loads(bench_cli("plan", "--json", check=True).stdout)) == 15
+    # the smoke profile's baselines train two seeds (their stock heads are the noisiest cells)
+    smoke = json.loads(bench_cli("plan", "--json", check=True).stdout)
+    assert len(smoke) == 18 and [r["cell"] for r in smoke[:2]] == [
+        "retinanet__baseline__s0", "retinanet__baseline__s1"]
+    assert len(json.loads(bench_cli("plan", "--json", "--baseline-seeds", "1",
+                                    check=True).stdout)) == 15
     assert "default: retinanet, freeanchor, fsaf)" in " ".join(
         bench_cli("plan", "--help", check=True).stdout.split())
+
+
+def test_baselines_train_their_extra_seeds_after_the_ones_named():
+    assert baseline_seed_list([0], 2) == [0, 1] and baseline_seed_list([1], 2) == [1, 2]
+    assert baseline_seed_list([0, 7], 2) == [0, 7, 8, 9] and baseline_seed_list([3], 1) == [3]
+    cs = cells("smoke", ["fsaf"], ["baseline", "sepc"], [0, 1], baseline_seeds=3)
+    assert [c.key for c in cs] == [f"fsaf__baseline__s{s}" for s in range(6)] + [
+        "fsaf__sepc__s0", "fsaf__sepc__s1"]
+    with pytest.raises(MatrixError, match="must be >= 1"):
+        baseline_seed_list([0], 0)
 
 
 def test_parse_lists_and_seeds():

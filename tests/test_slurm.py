@@ -43,8 +43,9 @@ def row(results, key):
 
 
 def smoke(results, variants, *extra):
+    """The smoke profile's cells of RetinaNet, one seed of each (these tests are about SLURM)."""
     return ("--profile", "smoke", "--detectors", "retinanet", "--variants", variants,
-            "--results", str(results), *extra)
+            "--baseline-seeds", "1", "--results", str(results), *extra)
 
 
 def test_dry_run_prints_sbatch_parameters(tmp_path):
@@ -183,7 +184,7 @@ def test_ddp_cell_as_two_tasks_on_cpus_resumes_after_usr2(tmp_path):
     results = tmp_path / "results"
     out = bench("run", "--executor", "slurm", "--tasks-per-node", "2", "--max-iters", "120",
                 *smoke(results, "baseline"))
-    assert "total batch 8" in out.stderr and "0.002 -> 0.004" in out.stderr  # said, not silent
+    assert "total batch 8" in out.stdout and "0.002 -> 0.004" in out.stdout  # said, not silent
     key = "retinanet__baseline__s0"
     progress = results / key / "progress.json"
     wait_for(lambda: progress.exists() and json.loads(progress.read_text()).get("iter", 0) >= 40,

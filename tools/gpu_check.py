@@ -112,6 +112,7 @@ def run_pilot(out: Path, dry: bool) -> dict:
         args = ["--profile", "paper", "--data-root", str(data), "--pretrained", "none",
                 "--iters", "20", "--val-images", "16", "--tasks-per-node", "1"]
     _bench("pilot", *args, "--detectors", "retinanet", "--variants", "baseline,sepc",
+           "--baseline-seeds", "1",
            "--results", str(results), "--quiet", timeout=1800)
     rows = [json.loads(p.read_text()) for p in sorted((results / "pilot").glob("*/result.json"))]
     keep = ("cell_key", "status", "device", "pilot_iter_s", "train_peak_mem_mb", "AP",
@@ -120,7 +121,7 @@ def run_pilot(out: Path, dry: bool) -> dict:
     rows = [{k: r.get(k) for k in keep} for r in rows]
     bad = [r["cell_key"] for r in rows if r["status"] != "done"]
     if len(rows) != 2 or bad:
-        raise RuntimeError(f"pilot cells not done: {bad or 'none written'}")
+        raise RuntimeError(f"pilot cells not done: {bad or [r['cell_key'] for r in rows]}")
     return dict(cells=rows)
 
 

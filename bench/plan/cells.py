@@ -105,15 +105,30 @@ def row_variants(detector: str, variants: list[str] | None = None) -> list[str]:
             if det.takes(v)]
 
 
+def baseline_seed_list(seeds: list[int], per_seed: int = 1) -> list[int]:
+    """The seeds a baseline trains: ``seeds`` and, for ``per_seed`` > 1, the next integers after
+    them, ``per_seed`` times as many in all ([0] -> [0, 1]; [1] -> [1, 2])."""
+    if per_seed < 1:
+        raise MatrixError(f"baseline seeds per seed must be >= 1, not {per_seed}")
+    extra, s = [], max(seeds)
+    while len(extra) < (per_seed - 1) * len(seeds):
+        s += 1
+        extra.append(s)
+    return [*seeds, *extra]
+
+
 def cells(profile: str, detectors: list[str] | None = None, variants: list[str] | None = None,
-          seeds: list[int] | None = None) -> list[Cell]:
+          seeds: list[int] | None = None, baseline_seeds: int = 1) -> list[Cell]:
     """All cells of a profile in table order (detector rows, variant columns, then seeds).
     ``variants=None``: each detector's default row (the paper's columns plus its extras); a
     variant that does not apply to a row is left out of it, and a selection left empty is
-    refused."""
+    refused. ``baseline_seeds``: the baselines (the variant without SEPC, whose stock heads are
+    the noisiest cells) train that many seeds for each seed named (:func:`baseline_seed_list`)."""
     detectors = detectors or default_names(DETECTORS)
+    seeds = seeds or [0]
+    reference = baseline_seed_list(seeds, baseline_seeds)
     chosen = [Cell(profile, d, v, s) for d in detectors for v in row_variants(d, variants)
-              for s in (seeds or [0])]
+              for s in (seeds if VARIANTS[v].sepc else reference)]
     if not chosen:
         takes = "; ".join(f"{d} takes {', '.join(DETECTORS[d].variants or VARIANTS)}"
                           for d in detectors)
@@ -122,6 +137,6 @@ def cells(profile: str, detectors: list[str] | None = None, variants: list[str] 
     return chosen
 
 
-__all__ = ["Cell", "DETECTORS", "VARIANTS", "Detector", "Variant", "MatrixError", "cells",
-           "check_names", "default_names", "list_help", "parse_list", "parse_seeds",
-           "row_variants"]
+__all__ = ["Cell", "DETECTORS", "VARIANTS", "Detector", "Variant", "MatrixError",
+           "baseline_seed_list", "cells", "check_names", "default_names", "list_help",
+           "parse_list", "parse_seeds", "row_variants"]

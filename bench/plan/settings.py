@@ -112,6 +112,7 @@ class Settings:
     val_interval: int | None = None  # iterations between validations (default: at the end)
     checkpoint_interval: int = 50
     channels_last: bool = False
+    baseline_seeds: int = 1  # seeds of each baseline per seed named (bench/plan/cells.py)
     threads: int | None = None  # torch threads per cell; None: torch's default (every core)
     workers: int = 2  # data-loader workers
     per_detector: dict = field(default_factory=dict)  # detector -> config delta
@@ -129,6 +130,8 @@ class Settings:
             raise MatrixError(f"unknown schedule {self.schedule!r} (known: {', '.join(SCHEDULES)})")
         if self.schedule == "iters" and not self.max_iters:
             raise MatrixError("schedule 'iters' needs max_iters")
+        if self.baseline_seeds < 1:
+            raise MatrixError(f"baseline_seeds must be >= 1, not {self.baseline_seeds}")
 
     @property
     def synthetic(self) -> bool:

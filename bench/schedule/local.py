@@ -5,9 +5,12 @@ trains, the cells of each detector are timed together (bench/run/timing.py).
 """
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import submitit
@@ -74,7 +77,8 @@ def run_local(plans: list[Plan], results: Path, jobs: int = 1, progress: bool = 
         while pending or running:
             while pending and len(running) < jobs:
                 p = pending.pop(0)
-                job = executor.submit(CellJob(results), p)
+                with _children_stderr_to(Path(folder) / "controllers.err"):
+                    job = executor.submit(CellJob(results), p)
                 running[p.key] = (p.cell, job)
                 record_jobs(results, {p.key: job}, "local")
             states = {k: CellStore(results, c).progress() for k, (c, _) in running.items()}
@@ -131,6 +135,26 @@ def run_local(plans: list[Plan], results: Path, jobs: int = 1, progress: bool = 
                 refresher.request()
     time_local(results, cells, show_progress=progress)  # no cell trains now: time them together
     return final
+
+
+@contextmanager
+def _children_stderr_to(path: Path) -> Iterator[None]:
+    """Processes started inside the block write their stderr to ``path``, not the terminal.
+
+    Why: submitit's local controller (the parent of each job's process) inherits the sweep's
+    stderr, and on Ctrl-C prints its own KeyboardInterrupt traceback over the progress line.
+    The jobs' own output goes to their log files either way.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as fh:
+        os.dup2(fh.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _running_text(results: Path, running: dict) -> str:

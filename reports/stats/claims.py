@@ -15,10 +15,12 @@ another seed does not repeat. Every interval here covers both:
   1. ``seeds``: both cells have two or more seeds: s_v^2/k_v + s_b^2/k_b from their own
      seed standard deviations (Welch);
   2. ``row``: one cell has two or more seeds: its seed standard deviation stands for both
-     cells (the assumption: the variant trains as noisily as its baseline);
-  3. ``profile``: neither has two seeds, but the profile states a seed spread measured for the
-     recipe: sd^2 (1/k_v + 1/k_b) (the assumption: every cell of the profile is as noisy as
-     the pooled cells it was measured on);
+     cells (the assumption: the variant trains as noisily as its baseline), unless rule 3's
+     spread was measured with at least as many degrees of freedom;
+  3. ``profile``: the profile states a seed spread measured for the recipe:
+     sd^2 (1/k_v + 1/k_b), so that extra seeds of one cell (the noisy baselines) still narrow
+     the interval (the assumption: every cell of the profile is as noisy as the pooled cells
+     it was measured on);
   4. otherwise nothing is claimed: one seed per cell cannot separate a variant from training
      noise.
 
@@ -80,7 +82,12 @@ def train_terms(variant: Sequence[float], baseline: Sequence[float],
         return "seeds", [(_sd(v) ** 2 / kv, kv - 1), (_sd(b) ** 2 / kb, kb - 1)]
     if kv >= 2 or kb >= 2:
         x = v if kv >= 2 else b
-        return "row", [(_sd(x) ** 2 * (1 / kv + 1 / kb), len(x) - 1)]
+        own = len(x) - 1
+        # A spread measured for the profile's recipe with at least as many degrees of freedom
+        # estimates the noise better than the repeated cell's own few seeds; a value taken from
+        # elsewhere (infinite dof: stated, not measured) never overrides a measurement.
+        if spread is None or not math.isfinite(spread.dof) or spread.dof < own:
+            return "row", [(_sd(x) ** 2 * (1 / kv + 1 / kb), own)]
     if spread is not None:
         return "profile", [(spread.sd ** 2 * (1 / kv + 1 / kb), spread.dof)]
     return None, []
