@@ -19,8 +19,8 @@ def channels_last_is_safe() -> str | None:
     Why: oneDNN 3.12 (torch 2.13's) corrupts the heap in its AVX-512 1x1 backward-weights
     kernel for an NHWC input of 8 channels at stride 2: the smoke ResNet's first downsample conv
     (8 -> 16, 64x64). The process dies with ``double free or corruption``, or worse, does not
-    (docs/performance.md, "Channels-last and AVX-512"). NCHW never takes that kernel, and on
-    AVX-512 NCHW is as fast as NHWC on AVX2, so nothing is lost by staying in it there.
+    (docs/performance.md, "Channels-last training and AVX-512"). NCHW never takes that kernel,
+    and on AVX-512 NCHW is as fast as NHWC on AVX2, so nothing is lost by staying in it there.
     """
     isa = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").upper()
     if isa in _BELOW_AVX512 or not torch.cpu._is_avx512_supported():

@@ -22,18 +22,20 @@ from bench.repo import REPO
 from reports.schema import read_json
 
 #: One cell's training step relative to the RetinaNet baseline's, by variant and by detector
-#: (1 thread, batch 4, smoke sizes, channels-last: the seconds per iteration of the 15 cells of
-#: a fresh clone's `make table`, docs/performance.md, "Smoke sweep"). For the schedule and the
-#: forecast only: the measured rates replace it once cells train.
-VARIANT_STEP_COST = {"baseline": 1.0, "pconv": 1.09, "ibn": 1.26, "sepc_lite": 1.33,
-                     "sepc": 2.10, "sepc_noibn": 1.95}
-DETECTOR_STEP_COST = {"retinanet": 1.0, "freeanchor": 1.03, "fsaf": 0.9, "atss": 1.0}
-#: A warm-start step in RetinaNet-baseline cell steps: it trains every stage and BN layer, in
-#: NCHW (here 0.201 s a warm-start step, 0.168 s a RetinaNet baseline cell's).
-WARMSTART_STEP_COST = 1.2
+#: (1 thread, batch 4, smoke sizes, two cells at once on 2 cores: the median seconds per
+#: iteration of the 18 cells of a fresh clone's `make table` on an Intel Xeon with AVX-512,
+#: docs/performance.md, "Targets of the default table"). For the schedule and the forecast
+#: only: the measured rates replace it once cells train.
+VARIANT_STEP_COST = {"baseline": 1.0, "pconv": 1.14, "ibn": 1.27, "sepc_lite": 1.42,
+                     "sepc": 1.89, "sepc_noibn": 1.75}
+DETECTOR_STEP_COST = {"retinanet": 1.0, "freeanchor": 0.97, "fsaf": 0.85, "atss": 1.0,
+                      "faster_rcnn": 4.1, "fcos": 0.87}  # the last two: their own sweep
+#: A warm-start step in RetinaNet-baseline cell steps: it trains every stage and BN layer, alone
+#: (0.141-0.166 s a warm-start step on that machine, 0.107 s a RetinaNet baseline cell's).
+WARMSTART_STEP_COST = 1.45
 #: What a cell costs besides its training steps (start-up, evaluation, FLOPs, per-image
 #: records), in steps of that cell.
-OVERHEAD_STEPS = 100
+OVERHEAD_STEPS = 60
 
 
 def step_cost(cell: Cell) -> float:
