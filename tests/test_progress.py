@@ -6,7 +6,14 @@ import pytest
 
 from bench.cellstore import CellStore
 from bench.plan.cells import Cell
-from bench.schedule.progress import SweepClock, makespan, mark_pending, step_cost, unmark_pending
+from bench.schedule.progress import (
+    OVERHEAD_STEPS,
+    SweepClock,
+    makespan,
+    mark_pending,
+    step_cost,
+    unmark_pending,
+)
 
 
 def test_makespan_lays_cells_over_the_slots() -> None:
@@ -24,7 +31,7 @@ def _clock(step_s: float | None = 0.1) -> SweepClock:
 
 def test_expected_time_is_the_measured_step_times_the_cells_costs() -> None:
     clock = _clock()
-    sepc, base, pconv = (0.1 * step_cost(c) * (1000 + 100) for c in clock.cells)
+    sepc, base, pconv = (0.1 * step_cost(c) * (1000 + OVERHEAD_STEPS) for c in clock.cells)
     assert clock.expected() == pytest.approx(max(sepc, base + pconv))
     line = clock.headline()
     assert line.startswith("3 cells x 1000 iterations, 2 at a time: expected ")
@@ -44,7 +51,8 @@ def test_the_eta_follows_the_measured_rate() -> None:
     sepc, base, pconv = (2 * 0.1 * step_cost(c) for c in clock.cells)  # measured s / iteration
     # sepc and baseline have 500 iterations and their overhead left; pconv starts on the first
     # slot to free, at the forecast rate corrected by the measured factor (2x)
-    expected = max(sepc * 600, base * 600 + pconv * 1100)
+    left, whole = 500 + OVERHEAD_STEPS, 1000 + OVERHEAD_STEPS
+    expected = max(sepc * left, base * left + pconv * whole)
     assert clock.eta(progress, [clock.cells[2]]) == pytest.approx(expected, rel=1e-9)
     assert _clock(None).eta({}, clock.cells) is None  # nothing measured yet: no ETA
 
