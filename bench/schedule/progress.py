@@ -31,11 +31,13 @@ VARIANT_STEP_COST = {"baseline": 1.0, "pconv": 1.14, "ibn": 1.27, "sepc_lite": 1
 DETECTOR_STEP_COST = {"retinanet": 1.0, "freeanchor": 0.97, "fsaf": 0.85, "atss": 1.0,
                       "faster_rcnn": 4.1, "fcos": 0.87}  # the last two: their own sweep
 #: A warm-start step in RetinaNet-baseline cell steps: it trains every stage and BN layer, alone
-#: (0.141-0.166 s a warm-start step on that machine, 0.107 s a RetinaNet baseline cell's).
-WARMSTART_STEP_COST = 1.45
+#: (on that machine 0.117 s a warm-start step built with nothing beside it, 0.141-0.166 s with
+#: another job on the other core; 0.099 s a RetinaNet baseline cell's, mean of its log).
+WARMSTART_STEP_COST = 1.2
 #: What a cell costs besides its training steps (start-up, evaluation, FLOPs, per-image
-#: records), in steps of that cell.
-OVERHEAD_STEPS = 60
+#: records), in steps of that cell: 15-17 s of a baseline cell's wall time there, at 200 and
+#: at 1,200 iterations alike.
+OVERHEAD_STEPS = 150
 
 
 def step_cost(cell: Cell) -> float:
