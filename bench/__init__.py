@@ -25,7 +25,8 @@ def cells(profile: str, detectors: list[str] | None = None, variants: list[str] 
     baselines train the profile's ``baseline_seeds`` per seed unless told otherwise."""
     from bench.plan.settings import load_profile
 
-    per_seed = baseline_seeds or load_profile(profile).settings.baseline_seeds
+    per_seed = (baseline_seeds if baseline_seeds is not None
+                else load_profile(profile).settings.baseline_seeds)
     return _cells(profile, detectors, variants, seeds, per_seed)
 
 

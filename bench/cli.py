@@ -13,7 +13,6 @@ from bench.plan.cells import (
     DETECTORS,
     VARIANTS,
     MatrixError,
-    cells,
     list_help,
     parse_list,
     parse_seeds,
@@ -93,11 +92,13 @@ def _selection(args, notes: list[str] | None = None,
     elif args.manifest:
         raise MatrixError("--manifest needs --from-checkpoints DIR")
     else:
-        per_seed = args.baseline_seeds or load_profile(args.profile).settings.baseline_seeds
-        chosen = cells(args.profile, detectors, variants, parse_seeds(args.seeds), per_seed)
+        from bench import cells  # the profile's baseline seeds unless --baseline-seeds
+
+        chosen = cells(args.profile, detectors, variants, parse_seeds(args.seeds),
+                       args.baseline_seeds)
     results = (args.results or default_results(args.profile)).resolve()
     if sweep_default and not (args.detectors or args.variants or args.seeds
-                              or args.baseline_seeds or args.from_checkpoints):
+                              or args.baseline_seeds is not None or args.from_checkpoints):
         chosen = _sweep_cells(args.profile, results) or chosen
     opts = Options(data_root=args.data_root, pretrained=args.pretrained,
                    lcconv_padding=args.lcconv_padding, max_iters=args.max_iters,

@@ -102,6 +102,10 @@ def test_baselines_train_their_extra_seeds_after_the_ones_named():
         "fsaf__sepc__s0", "fsaf__sepc__s1"]
     with pytest.raises(MatrixError, match="must be >= 1"):
         baseline_seed_list([0], 0)
+    # a 0 on the command line is refused in one line, not read as "the profile's default"
+    bad = bench_cli("plan", "--baseline-seeds", "0")
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == (
+        "error: baseline seeds per seed must be >= 1, not 0")
 
 
 def test_parse_lists_and_seeds():

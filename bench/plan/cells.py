@@ -110,11 +110,8 @@ def baseline_seed_list(seeds: list[int], per_seed: int = 1) -> list[int]:
     them, ``per_seed`` times as many in all ([0] -> [0, 1]; [1] -> [1, 2])."""
     if per_seed < 1:
         raise MatrixError(f"baseline seeds per seed must be >= 1, not {per_seed}")
-    extra, s = [], max(seeds)
-    while len(extra) < (per_seed - 1) * len(seeds):
-        s += 1
-        extra.append(s)
-    return [*seeds, *extra]
+    first = max(seeds) + 1
+    return [*seeds, *range(first, first + (per_seed - 1) * len(seeds))]
 
 
 def cells(profile: str, detectors: list[str] | None = None, variants: list[str] | None = None,
